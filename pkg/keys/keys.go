@@ -1,0 +1,49 @@
+// Package keys builds every Redis key name the services use. Nothing else
+// formats a key: api and aggregator must agree byte for byte, and every key of
+// a partition carries the hash tag {<family>:<p>} so that one script may touch
+// them together on Redis Cluster.
+package keys
+
+import "strconv"
+
+// DefaultFamily is the default STREAM_KEY.
+const DefaultFamily = "metrics"
+
+// Keys names the keys of one family (STREAM_KEY).
+type Keys struct {
+	family string
+}
+
+// New returns the key builder for family; an empty family means DefaultFamily.
+func New(family string) Keys {
+	if family == "" {
+		family = DefaultFamily
+	}
+	return Keys{family: family}
+}
+
+// Family is the STREAM_KEY the keys are built from.
+func (k Keys) Family() string { return k.family }
+
+// Tag is the hash tag of partition p, e.g. "{metrics:0}".
+func (k Keys) Tag(p int) string {
+	return "{" + k.family + ":" + strconv.Itoa(p) + "}"
+}
+
+// Stream is the stream of partition p: "{metrics:0}:stream".
+func (k Keys) Stream(p int) string { return k.Tag(p) + ":stream" }
+
+// Summary is the all-time summary hash of one metric type in partition p:
+// "{metrics:0}:summary:cpu_usage".
+func (k Keys) Summary(p int, metricType string) string {
+	return k.Tag(p) + ":summary:" + metricType
+}
+
+// Dead is the dead-letter stream of partition p: "{metrics:0}:dead".
+func (k Keys) Dead(p int) string { return k.Tag(p) + ":dead" }
+
+// RateLimit is the fixed-window counter of one client routed to partition p:
+// "{metrics:0}:rl:203.0.113.7".
+func (k Keys) RateLimit(p int, client string) string {
+	return k.Tag(p) + ":rl:" + client
+}

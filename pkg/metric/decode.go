@@ -1,0 +1,204 @@
+package metric
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"time"
+)
+
+// minTimestamp is the earliest accepted timestamp. Timestamps travel as Unix
+// microseconds and are compared as Lua numbers (float64); before 1970 they
+// would be negative, which no client of a live metrics API sends on purpose.
+var minTimestamp = time.Unix(0, 0).UTC()
+
+// localLayout is RFC 3339 without a zone; such a time is read as UTC.
+const localLayout = "2006-01-02T15:04:05.999999999"
+
+// Decode reads a request body: one metric object, or an array of at most
+// maxBatch of them (maxBatch <= 0 means no limit). batch reports whether the
+// body was an array. Errors are *SyntaxError, *ValidationError (listing every
+// invalid field), *BatchTooLargeError or ErrEmptyBatch.
+func Decode(body []byte, maxBatch int) (metrics []Metric, batch bool, err error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil, false, &SyntaxError{Msg: "body is empty: send a metric object or an array of them"}
+	}
+	switch trimmed[0] {
+	case '{':
+		m, fes := decodeItem(trimmed, "")
+		if fes != nil {
+			if se, ok := fes[0].syntax(); ok {
+				return nil, false, se
+			}
+			return nil, false, &ValidationError{Errors: fes}
+		}
+		return []Metric{m}, false, nil
+	case '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(trimmed, &items); err != nil {
+			return nil, true, syntaxError(err)
+		}
+		if len(items) == 0 {
+			return nil, true, ErrEmptyBatch
+		}
+		if maxBatch > 0 && len(items) > maxBatch {
+			return nil, true, &BatchTooLargeError{Items: len(items), Max: maxBatch}
+		}
+		metrics = make([]Metric, len(items))
+		var all []FieldError
+		for i, raw := range items {
+			prefix := "[" + strconv.Itoa(i) + "]"
+			m, fes := decodeItem(raw, prefix)
+			if fes != nil {
+				if fes[0].Field == prefix && fes[0].Message == "" {
+					fes[0].Message = "must be a metric object"
+				}
+				all = append(all, fes...)
+				continue
+			}
+			metrics[i] = m
+		}
+		if all != nil {
+			return nil, true, &ValidationError{Errors: all}
+		}
+		return metrics, true, nil
+	default:
+		if !json.Valid(trimmed) {
+			return nil, false, &SyntaxError{Msg: "body is not valid JSON"}
+		}
+		return nil, false, &SyntaxError{Msg: "body must be a metric object or an array of them"}
+	}
+}
+
+// syntaxMarker flags a FieldError that is really a whole-body syntax error
+// (only possible for a single object).
+const syntaxMarker = "\x00syntax"
+
+func (fe FieldError) syntax() (*SyntaxError, bool) {
+	if fe.Field != syntaxMarker {
+		return nil, false
+	}
+	return &SyntaxError{Msg: fe.Message}, true
+}
+
+func syntaxError(err error) *SyntaxError {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return &SyntaxError{Msg: "invalid JSON at byte " + strconv.FormatInt(se.Offset, 10) + ": " + se.Error()}
+	}
+	var ue *json.UnmarshalTypeError
+	if errors.As(err, &ue) {
+		return &SyntaxError{Msg: "body must be a metric object or an array of them"}
+	}
+	return &SyntaxError{Msg: err.Error()}
+}
+
+// decodeItem validates one object. prefix is "" for a single metric and
+// "[i]" in a batch.
+func decodeItem(raw []byte, prefix string) (Metric, []FieldError) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		if prefix == "" {
+			return Metric{}, []FieldError{{Field: syntaxMarker, Message: syntaxError(err).Msg}}
+		}
+		return Metric{}, []FieldError{{Field: prefix}}
+	}
+	name := func(f string) string {
+		if prefix == "" {
+			return f
+		}
+		return prefix + "." + f
+	}
+	var m Metric
+	var errs []FieldError
+	add := func(field, msg string) { errs = append(errs, FieldError{Field: name(field), Message: msg}) }
+
+	if v, ok := fields["timestamp"]; !ok {
+		add("timestamp", "is required")
+	} else if ts, msg := parseTimestamp(v); msg != "" {
+		add("timestamp", msg)
+	} else {
+		m.Timestamp = ts
+	}
+	if v, ok := fields["value"]; !ok {
+		add("value", "is required")
+	} else if f, msg := parseValue(v); msg != "" {
+		add("value", msg)
+	} else {
+		m.Value = f
+	}
+	if v, ok := fields["type"]; !ok {
+		add("type", "is required")
+	} else {
+		var s string
+		if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &s) != nil {
+			add("type", "must be a string")
+		} else if msg := ValidType(s); msg != "" {
+			add("type", msg)
+		} else {
+			m.Type = s
+		}
+	}
+	for k := range fields {
+		if k != "timestamp" && k != "value" && k != "type" {
+			add(k, "unknown field (allowed: timestamp, value, type)")
+		}
+	}
+	if errs != nil {
+		sortFieldErrors(errs)
+		return Metric{}, errs
+	}
+	return m, nil
+}
+
+func parseValue(raw json.RawMessage) (float64, string) {
+	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
+		return 0, "must be a JSON number (not a string, null or boolean)"
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, "must be a finite number"
+	}
+	return f, ""
+}
+
+// ParseTime reads an RFC 3339 time; one without a zone is UTC.
+func ParseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		var err2 error
+		t, err2 = time.ParseInLocation(localLayout, s, time.UTC)
+		if err2 != nil {
+			return time.Time{}, err
+		}
+	}
+	return t.UTC(), nil
+}
+
+func parseTimestamp(raw json.RawMessage) (time.Time, string) {
+	var s string
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return time.Time{}, "must be an RFC 3339 string, e.g. 2026-02-15T10:00:00Z"
+	}
+	t, err := ParseTime(s)
+	if err != nil {
+		return time.Time{}, "must be an RFC 3339 time, e.g. 2026-02-15T10:00:00Z (no zone means UTC)"
+	}
+	if t.Before(minTimestamp) {
+		return time.Time{}, "must not be before 1970-01-01T00:00:00Z"
+	}
+	return t.Truncate(time.Microsecond), ""
+}
+
+// sortFieldErrors orders errors by field so responses are deterministic
+// (unknown fields come out of a map).
+func sortFieldErrors(errs []FieldError) {
+	for i := 1; i < len(errs); i++ {
+		for j := i; j > 0 && errs[j].Field < errs[j-1].Field; j-- {
+			errs[j], errs[j-1] = errs[j-1], errs[j]
+		}
+	}
+}

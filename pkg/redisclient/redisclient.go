@@ -1,0 +1,85 @@
+// Package redisclient builds the go-redis client both services use from
+// REDIS_URL, with the timeouts and retry policy the design requires.
+//
+// go-redis retries a command up to 3 times by default, also after a read
+// timeout, so a timed-out XADD could be stored twice. We turn retries off
+// (MaxRetries -1): a failed write becomes a 503 and the client decides.
+package redisclient
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config is the Redis connection configuration shared by every service.
+type Config struct {
+	// URL is redis://[user:password@]host:port[/db] or rediss:// for TLS.
+	URL string `env:"REDIS_URL" envDefault:"redis://localhost:6379"`
+	// DialTimeout bounds connecting to Redis.
+	DialTimeout time.Duration `env:"REDIS_DIAL_TIMEOUT" envDefault:"1s"`
+	// ReadTimeout bounds waiting for one reply (blocking commands get their
+	// BLOCK time on top, as go-redis does).
+	ReadTimeout time.Duration `env:"REDIS_READ_TIMEOUT" envDefault:"1s"`
+	// WriteTimeout bounds sending one command.
+	WriteTimeout time.Duration `env:"REDIS_WRITE_TIMEOUT" envDefault:"1s"`
+	// PoolSize is the connection pool size; 0 keeps go-redis' default
+	// (10 per CPU).
+	PoolSize int `env:"REDIS_POOL_SIZE" envDefault:"0"`
+}
+
+// Validate reports the first invalid setting, naming its variable.
+func (c Config) Validate() error {
+	if _, err := redis.ParseURL(c.URL); err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	for name, d := range map[string]time.Duration{
+		"REDIS_DIAL_TIMEOUT": c.DialTimeout, "REDIS_READ_TIMEOUT": c.ReadTimeout, "REDIS_WRITE_TIMEOUT": c.WriteTimeout,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s: must be > 0, got %s", name, d)
+		}
+	}
+	if c.PoolSize < 0 {
+		return fmt.Errorf("REDIS_POOL_SIZE: must be >= 0, got %d", c.PoolSize)
+	}
+	return nil
+}
+
+// Options turns c into go-redis options: no retries, context deadlines
+// honoured, short timeouts.
+func (c Config) Options() (*redis.Options, error) {
+	opt, err := redis.ParseURL(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	opt.MaxRetries = -1
+	opt.ContextTimeoutEnabled = true
+	opt.DialTimeout = c.DialTimeout
+	opt.ReadTimeout = c.ReadTimeout
+	opt.WriteTimeout = c.WriteTimeout
+	if c.PoolSize > 0 {
+		opt.PoolSize = c.PoolSize
+	}
+	return opt, nil
+}
+
+// New returns a client for c. It does not connect; the first command does.
+func New(c Config) (redis.UniversalClient, error) {
+	opt, err := c.Options()
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opt), nil
+}
+
+// Redact masks the password in a Redis URL for logging.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}
