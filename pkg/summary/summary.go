@@ -1,0 +1,92 @@
+// Package summary is the schema of the per-type summary hash: the aggregator
+// writes it (from Lua, with these field names) and the api reads it. Keeping
+// the names and the decoding here means the two cannot drift apart.
+package summary
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// Hash field names of a summary (key: keys.Summary).
+const (
+	FieldCount   = "count"
+	FieldSum     = "sum"
+	FieldMin     = "min"
+	FieldMax     = "max"
+	FieldFirstTS = "first_ts" // Unix microseconds of the earliest metric
+	FieldLastTS  = "last_ts"  // Unix microseconds of the latest metric
+)
+
+// ErrCorrupt means a summary hash exists but cannot be read.
+var ErrCorrupt = errors.New("summary hash is corrupt")
+
+// Summary is the all-time fold of one metric type.
+type Summary struct {
+	Count   int64
+	Sum     float64
+	Min     float64
+	Max     float64
+	FirstTS int64 // Unix microseconds
+	LastTS  int64 // Unix microseconds
+}
+
+// Average is Sum/Count (0 for an empty summary).
+func (s Summary) Average() float64 {
+	if s.Count == 0 {
+		return 0
+	}
+	return s.Sum / float64(s.Count)
+}
+
+// Merge folds o into s (used to combine partitions).
+func (s Summary) Merge(o Summary) Summary {
+	if o.Count == 0 {
+		return s
+	}
+	if s.Count == 0 {
+		return o
+	}
+	s.Count += o.Count
+	s.Sum += o.Sum
+	s.Min = math.Min(s.Min, o.Min)
+	s.Max = math.Max(s.Max, o.Max)
+	s.FirstTS = min(s.FirstTS, o.FirstTS)
+	s.LastTS = max(s.LastTS, o.LastTS)
+	return s
+}
+
+// FromHash decodes HGETALL output. An empty map is (Summary{}, false, nil):
+// nothing of that type has been aggregated.
+func FromHash(h map[string]string) (Summary, bool, error) {
+	if len(h) == 0 {
+		return Summary{}, false, nil
+	}
+	var s Summary
+	var err error
+	if s.Count, err = strconv.ParseInt(h[FieldCount], 10, 64); err != nil {
+		return Summary{}, false, fmt.Errorf("%w: count %q", ErrCorrupt, h[FieldCount])
+	}
+	for _, f := range []struct {
+		name string
+		dst  *float64
+	}{{FieldSum, &s.Sum}, {FieldMin, &s.Min}, {FieldMax, &s.Max}} {
+		if *f.dst, err = strconv.ParseFloat(h[f.name], 64); err != nil {
+			return Summary{}, false, fmt.Errorf("%w: %s %q", ErrCorrupt, f.name, h[f.name])
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *int64
+	}{{FieldFirstTS, &s.FirstTS}, {FieldLastTS, &s.LastTS}} {
+		// Lua may render large integers as floats ("1.7e+15"); accept both.
+		v, perr := strconv.ParseFloat(h[f.name], 64)
+		if perr != nil {
+			return Summary{}, false, fmt.Errorf("%w: %s %q", ErrCorrupt, f.name, h[f.name])
+		}
+		*f.dst = int64(v)
+	}
+	return s, true, nil
+}
