@@ -1,0 +1,37 @@
+# Resilient Analytics — `make help` lists the targets.
+SHELL := /bin/bash
+MODULES := pkg services/api services/aggregator deploy/healthchecks deploy/compose
+GO ?= go
+GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+TEST_FLAGS ?= -race -count=1 -timeout 8m
+
+.PHONY: help build test run lint bench clean fuzz
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## build static bin/api, bin/aggregator, bin/healthcheck
+	@mkdir -p bin
+	cd services/api && CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o ../../bin/api ./cmd/api
+	cd services/aggregator && CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o ../../bin/aggregator ./cmd/aggregator
+	cd deploy/healthchecks && CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o ../../bin/healthcheck .
+
+test: ## run every test with -race against a real redis-server each package starts
+	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
+
+run: build ## run api + aggregator against REDIS_URL (starts a Redis when none answers)
+	cd deploy/compose && $(GO) run ./devrun --bin ../../bin
+
+lint: ## gofmt check, go vet and staticcheck on every module
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...); done
+
+bench: build ## Go benchmarks of the hot paths
+	@set -e; for m in pkg services/api services/aggregator; do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...); done
+
+fuzz: ## run each fuzz target for 30s
+	cd pkg && $(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./metric
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,167 @@
+// Package config is the api's configuration: every variable DESIGN.md lists,
+// with its default, loaded from the environment and validated once at start.
+// It is a public package so the deploy tests can check that the compose file
+// sets only variables the api reads.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/resilientanalytics/ra/pkg/config"
+	"github.com/resilientanalytics/ra/pkg/redisclient"
+)
+
+// Config is the api's configuration.
+type Config struct {
+	// Port is the HTTP port.
+	Port int `env:"PORT" envDefault:"8000"`
+	// Redis is the connection (REDIS_URL and timeouts).
+	Redis redisclient.Config
+	// StreamKey names the key family (stream, summaries, rate-limit keys).
+	StreamKey string `env:"STREAM_KEY" envDefault:"metrics"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+
+	Ingest    Ingest
+	RateLimit RateLimit
+	Cache     Cache
+	External  External
+	Circuit   Circuit
+}
+
+// Ingest limits POST /api/metrics.
+type Ingest struct {
+	// MaxBatch is the most metrics one request may carry.
+	MaxBatch int `env:"INGEST_MAX_BATCH" envDefault:"1000"`
+	// MaxBodyBytes is the largest accepted request body.
+	MaxBodyBytes int64 `env:"INGEST_MAX_BODY_BYTES" envDefault:"1048576"`
+}
+
+// RateLimit configures the per-client fixed-window limiter.
+type RateLimit struct {
+	// Enabled switches the limiter on.
+	Enabled bool `env:"RATE_LIMIT_ENABLED" envDefault:"true"`
+	// Max requests per client per window.
+	Max int `env:"RATE_LIMIT_MAX" envDefault:"5"`
+	// Window length; it starts at a client's first request.
+	Window time.Duration `env:"RATE_LIMIT_WINDOW" envDefault:"60s"`
+	// TrustedProxies are CIDRs whose X-Forwarded-For is honoured.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
+}
+
+// Cache configures the in-process summary cache.
+type Cache struct {
+	// TTL is how long a summary is served without asking Redis.
+	TTL time.Duration `env:"CACHE_TTL" envDefault:"60s"`
+	// StaleMax is how long past its TTL an entry is kept for stale-if-error.
+	StaleMax time.Duration `env:"CACHE_STALE_MAX" envDefault:"10m"`
+	// MaxEntries bounds the cache size.
+	MaxEntries int `env:"CACHE_MAX_ENTRIES" envDefault:"10000"`
+	// ReadTimeout bounds one Redis read on a miss (detached from the caller).
+	ReadTimeout time.Duration `env:"CACHE_READ_TIMEOUT" envDefault:"2s"`
+}
+
+// External configures the external-data dependency.
+type External struct {
+	// URL of the external service; empty uses the built-in simulator.
+	URL string `env:"EXTERNAL_SERVICE_URL" secret:"url"`
+	// Timeout bounds one call; a timeout counts as a failure.
+	Timeout time.Duration `env:"EXTERNAL_TIMEOUT" envDefault:"2s"`
+	// FailureRate of the simulator, 0..1.
+	FailureRate float64 `env:"EXTERNAL_FAILURE_RATE" envDefault:"0.5"`
+	// Latency of the simulator.
+	Latency time.Duration `env:"EXTERNAL_LATENCY" envDefault:"0s"`
+}
+
+// Circuit configures the breaker around the external service.
+type Circuit struct {
+	// FailureThreshold errors (each within ResetTimeout of the previous) open it.
+	FailureThreshold int `env:"CIRCUIT_FAILURE_THRESHOLD" envDefault:"3"`
+	// SuccessThreshold successful probes close it.
+	SuccessThreshold int `env:"CIRCUIT_SUCCESS_THRESHOLD" envDefault:"1"`
+	// ResetTimeout is both the error window and the open period.
+	ResetTimeout time.Duration `env:"CIRCUIT_RESET_TIMEOUT" envDefault:"30s"`
+}
+
+// Load reads the configuration from environ (the process environment when
+// nil) and validates it. The error names the offending variable.
+func Load(environ map[string]string) (Config, error) {
+	var c Config
+	if err := config.Load(&c, environ); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports the first invalid setting, naming its variable.
+func (c Config) Validate() error {
+	if err := c.Redis.Validate(); err != nil {
+		return err
+	}
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.Port > 0 && c.Port < 65536, "PORT: must be 1..65535, got %d", c.Port)
+	check(c.StreamKey != "" && !strings.ContainsAny(c.StreamKey, "{} "), "STREAM_KEY: must be non-empty without braces or spaces, got %q", c.StreamKey)
+	check(c.Ingest.MaxBatch >= 1, "INGEST_MAX_BATCH: must be >= 1, got %d", c.Ingest.MaxBatch)
+	check(c.Ingest.MaxBodyBytes >= 1024, "INGEST_MAX_BODY_BYTES: must be >= 1024, got %d", c.Ingest.MaxBodyBytes)
+	check(c.RateLimit.Max >= 1, "RATE_LIMIT_MAX: must be >= 1, got %d", c.RateLimit.Max)
+	check(c.RateLimit.Window >= time.Second, "RATE_LIMIT_WINDOW: must be >= 1s, got %s", c.RateLimit.Window)
+	if _, err := c.RateLimit.Prefixes(); err != nil {
+		errs = append(errs, err)
+	}
+	check(c.Cache.TTL > 0, "CACHE_TTL: must be > 0, got %s", c.Cache.TTL)
+	check(c.Cache.StaleMax >= 0, "CACHE_STALE_MAX: must be >= 0, got %s", c.Cache.StaleMax)
+	check(c.Cache.MaxEntries >= 1, "CACHE_MAX_ENTRIES: must be >= 1, got %d", c.Cache.MaxEntries)
+	check(c.Cache.ReadTimeout > 0, "CACHE_READ_TIMEOUT: must be > 0, got %s", c.Cache.ReadTimeout)
+	check(c.External.Timeout > 0, "EXTERNAL_TIMEOUT: must be > 0, got %s", c.External.Timeout)
+	check(c.External.FailureRate >= 0 && c.External.FailureRate <= 1, "EXTERNAL_FAILURE_RATE: must be 0..1, got %v", c.External.FailureRate)
+	check(c.External.Latency >= 0, "EXTERNAL_LATENCY: must be >= 0, got %s", c.External.Latency)
+	check(c.Circuit.FailureThreshold >= 1, "CIRCUIT_FAILURE_THRESHOLD: must be >= 1, got %d", c.Circuit.FailureThreshold)
+	check(c.Circuit.SuccessThreshold >= 1, "CIRCUIT_SUCCESS_THRESHOLD: must be >= 1, got %d", c.Circuit.SuccessThreshold)
+	check(c.Circuit.ResetTimeout > 0, "CIRCUIT_RESET_TIMEOUT: must be > 0, got %s", c.Circuit.ResetTimeout)
+	check(c.External.Timeout < c.Circuit.ResetTimeout,
+		"EXTERNAL_TIMEOUT: must be shorter than CIRCUIT_RESET_TIMEOUT (%s), got %s", c.Circuit.ResetTimeout, c.External.Timeout)
+	check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT: must be > 0, got %s", c.ShutdownTimeout)
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// Prefixes parses TRUSTED_PROXIES.
+func (r RateLimit) Prefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range r.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("TRUSTED_PROXIES: %q is not a CIDR: %w", s, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// Describe renders the effective configuration for the start-up log.
+func (c Config) Describe() []any { return config.Describe(&c) }

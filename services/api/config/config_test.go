@@ -1,0 +1,66 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resilientanalytics/ra/services/api/config"
+)
+
+func TestDefaultsMatchDesign(t *testing.T) {
+	c, err := config.Load(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 8000 || c.RateLimit.Max != 5 || c.RateLimit.Window != time.Minute || !c.RateLimit.Enabled ||
+		c.Ingest.MaxBatch != 1000 || c.Ingest.MaxBodyBytes != 1<<20 || c.Cache.TTL != time.Minute ||
+		c.Cache.StaleMax != 10*time.Minute || c.External.Timeout != 2*time.Second || c.External.FailureRate != 0.5 ||
+		c.Circuit.FailureThreshold != 3 || c.Circuit.SuccessThreshold != 1 || c.Circuit.ResetTimeout != 30*time.Second ||
+		c.Redis.URL != "redis://localhost:6379" || c.StreamKey != "metrics" {
+		t.Errorf("defaults differ from DESIGN.md: %+v", c)
+	}
+}
+
+func TestInvalidValuesNameTheVariable(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"not an int", map[string]string{"RATE_LIMIT_MAX": "five"}, "RATE_LIMIT_MAX"},
+		{"zero max", map[string]string{"RATE_LIMIT_MAX": "0"}, "RATE_LIMIT_MAX"},
+		{"bad window", map[string]string{"RATE_LIMIT_WINDOW": "soon"}, "RATE_LIMIT_WINDOW"},
+		{"bad cidr", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,nope"}, "TRUSTED_PROXIES"},
+		{"bad url", map[string]string{"REDIS_URL": "http://x"}, "REDIS_URL"},
+		{"timeout not below reset", map[string]string{"EXTERNAL_TIMEOUT": "30s"}, "EXTERNAL_TIMEOUT"},
+		{"failure rate", map[string]string{"EXTERNAL_FAILURE_RATE": "1.5"}, "EXTERNAL_FAILURE_RATE"},
+		{"bad bool", map[string]string{"RATE_LIMIT_ENABLED": "maybe"}, "RATE_LIMIT_ENABLED"},
+		{"port", map[string]string{"PORT": "70000"}, "PORT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(tt.env)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want+":") {
+				t.Fatalf("err = %v, want it to start with %q", err, tt.want+":")
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestPlainSecondsAndTrustedProxies(t *testing.T) {
+	c, err := config.Load(map[string]string{"RATE_LIMIT_WINDOW": "60", "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RateLimit.Window != time.Minute {
+		t.Errorf("window = %s", c.RateLimit.Window)
+	}
+	p, _ := c.RateLimit.Prefixes()
+	if len(p) != 2 || p[0].String() != "10.0.0.0/8" || p[1].String() != "192.168.1.1/32" {
+		t.Errorf("prefixes = %v", p)
+	}
+}
