@@ -1,7 +1,9 @@
 // Command healthcheck is the probe the distroless images run (they have no
 // curl or wget): `healthcheck [-timeout 2s] URL` does one GET and exits 0 on
 // a 2xx answer, 1 otherwise with one line on stderr saying why, and 2 on bad
-// usage. It is built static (CGO_ENABLED=0) so it runs in
+// usage. Without a URL argument it probes $HEALTHCHECK_URL, so an image can
+// bake its default into ENV (a Dockerfile HEALTHCHECK cannot expand build
+// arguments). It is built static (CGO_ENABLED=0) so it runs in
 // gcr.io/distroless/static.
 package main
 
@@ -25,12 +27,15 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
 }
+
+// envURL names the variable probed when no URL argument is given.
+const envURL = "HEALTHCHECK_URL"
 
 // run parses args, probes the URL and returns the exit code. Every failure
 // writes exactly one line to stderr.
-func run(args []string, stderr io.Writer) int {
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	timeout := fs.Duration("timeout", 2*time.Second, "bound on the whole request")
@@ -38,15 +43,20 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "healthcheck: %v (usage: healthcheck [-timeout 2s] URL)\n", err)
 		return exitUsage
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "healthcheck: usage: healthcheck [-timeout 2s] URL")
+	var target string
+	switch {
+	case fs.NArg() == 1:
+		target = fs.Arg(0)
+	case fs.NArg() == 0 && getenv(envURL) != "":
+		target = getenv(envURL)
+	default:
+		fmt.Fprintf(stderr, "healthcheck: usage: healthcheck [-timeout 2s] URL (or set %s)\n", envURL)
 		return exitUsage
 	}
 	if *timeout <= 0 {
 		fmt.Fprintf(stderr, "healthcheck: -timeout must be > 0, got %s\n", *timeout)
 		return exitUsage
 	}
-	target := fs.Arg(0)
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		fmt.Fprintf(stderr, "healthcheck: %q is not an http(s) URL\n", target)

@@ -41,6 +41,7 @@ func TestRun(t *testing.T) {
 	tests := []struct {
 		name       string
 		args       []string
+		env        string // HEALTHCHECK_URL
 		wantCode   int
 		wantStderr string
 	}{
@@ -48,7 +49,10 @@ func TestRun(t *testing.T) {
 		{name: "503 is unhealthy", args: []string{unavailable.URL + "/health"}, wantCode: 1, wantStderr: "status 503"},
 		{name: "timeout", args: []string{"-timeout", "100ms", slow.URL}, wantCode: 1, wantStderr: "no answer within 100ms"},
 		{name: "connection refused", args: []string{refused}, wantCode: 1, wantStderr: "refused"},
-		{name: "no args", args: nil, wantCode: 2, wantStderr: "usage"},
+		{name: "no args, no HEALTHCHECK_URL", args: nil, wantCode: 2, wantStderr: "usage"},
+		{name: "no args uses HEALTHCHECK_URL", env: ok.URL + "/health", wantCode: 0},
+		{name: "HEALTHCHECK_URL unhealthy", env: unavailable.URL, wantCode: 1, wantStderr: "status 503"},
+		{name: "argument wins over HEALTHCHECK_URL", args: []string{ok.URL}, env: unavailable.URL, wantCode: 0},
 		{name: "two args", args: []string{ok.URL, ok.URL}, wantCode: 2, wantStderr: "usage"},
 		{name: "not a URL", args: []string{"localhost:8000"}, wantCode: 2, wantStderr: "not an http(s) URL"},
 		{name: "bad flag", args: []string{"-nope", ok.URL}, wantCode: 2, wantStderr: "flag provided but not defined"},
@@ -57,7 +61,13 @@ func TestRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			code := run(tt.args, &stderr)
+			getenv := func(k string) string {
+				if k == "HEALTHCHECK_URL" {
+					return tt.env
+				}
+				return ""
+			}
+			code := run(tt.args, getenv, &stderr)
 			if code != tt.wantCode {
 				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr.String())
 			}
