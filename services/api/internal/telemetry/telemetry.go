@@ -1,0 +1,180 @@
+// Package telemetry is the api's Prometheus instrumentation: one registry
+// owned by the process (never the global default registry, so tests and
+// several servers in one process do not collide), an HTTP middleware that
+// counts requests and observes their latency by route pattern and status
+// code, and the counters the components report to (rate-limit rejections,
+// cache hits/misses/stale, circuit-breaker state and transitions, ingest
+// write errors). Handler serves GET /metrics in the Prometheus text format.
+//
+// Every method is safe for concurrent use and safe on a nil *Metrics (it
+// then does nothing), so components can be built without telemetry in tests.
+//
+// Series (all prefixed ra_api_):
+//
+//	http_requests_total{route,code}             counter
+//	http_request_duration_seconds{route,code}   histogram
+//	rate_limited_total                          counter
+//	cache_requests_total{result=hit|miss|stale} counter
+//	circuit_breaker_state{state}                gauge, 1 for the current state
+//	circuit_breaker_transitions_total{from,to}  counter
+//	ingest_write_errors_total                   counter
+//
+// plus the standard go_* and process_* collectors.
+package telemetry
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "ra_api"
+
+// Breaker state label values, as DESIGN.md spells circuit_state.
+const (
+	StateClosed   = "CLOSED"
+	StateOpen     = "OPEN"
+	StateHalfOpen = "HALF_OPEN"
+)
+
+var breakerStates = [...]string{StateClosed, StateOpen, StateHalfOpen}
+
+// Metrics holds the api's collectors and their registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	routes   routeTable
+
+	rateLimited      prometheus.Counter
+	cacheHit         prometheus.Counter
+	cacheMiss        prometheus.Counter
+	cacheStale       prometheus.Counter
+	breakerState     *prometheus.GaugeVec
+	breakerTransit   *prometheus.CounterVec
+	ingestWriteError prometheus.Counter
+}
+
+// New registers every collector in a new registry.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "http_requests_total",
+			Help: "HTTP requests served, by chi route pattern (\"other\" when unmatched) and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "http_request_duration_seconds",
+			Help:    "HTTP request latency, by chi route pattern and status code.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "code"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "rate_limited_total",
+			Help: "Ingest requests rejected with 429 by the rate limiter.",
+		}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "circuit_breaker_state",
+			Help: "Circuit breaker around the external service: 1 for the current state, 0 for the others.",
+		}, []string{"state"}),
+		breakerTransit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "circuit_breaker_transitions_total",
+			Help: "Circuit breaker state changes, by from and to state.",
+		}, []string{"from", "to"}),
+		ingestWriteError: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "ingest_write_errors_total",
+			Help: "Ingest requests that failed because Redis did not acknowledge the write (answered 503).",
+		}),
+	}
+	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "cache_requests_total",
+		Help: "Summary cache lookups: hit (fresh), miss (read from Redis), stale (served past its TTL because Redis failed).",
+	}, []string{"result"})
+	m.cacheHit = cache.WithLabelValues("hit")
+	m.cacheMiss = cache.WithLabelValues("miss")
+	m.cacheStale = cache.WithLabelValues("stale")
+	m.routes.init(m.requests, m.duration)
+
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.duration, m.rateLimited, cache,
+		m.breakerState, m.breakerTransit, m.ingestWriteError,
+	)
+	// The breaker starts closed; export that before the first transition.
+	m.SetBreakerState(StateClosed)
+	return m
+}
+
+// Registry is the registry every series lives in (for tests and for
+// registering further collectors).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves GET /metrics from m's registry.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// RateLimited counts one request rejected with 429.
+func (m *Metrics) RateLimited() {
+	if m != nil {
+		m.rateLimited.Inc()
+	}
+}
+
+// IngestWriteError counts one ingest request that Redis did not acknowledge.
+func (m *Metrics) IngestWriteError() {
+	if m != nil {
+		m.ingestWriteError.Inc()
+	}
+}
+
+// CacheHit counts a lookup answered from a fresh cache entry.
+func (m *Metrics) CacheHit() {
+	if m != nil {
+		m.cacheHit.Inc()
+	}
+}
+
+// CacheMiss counts a lookup that had to read Redis (including callers that
+// joined another caller's read).
+func (m *Metrics) CacheMiss() {
+	if m != nil {
+		m.cacheMiss.Inc()
+	}
+}
+
+// CacheStale counts a lookup answered from an expired entry because the
+// read from Redis failed (stale-if-error).
+func (m *Metrics) CacheStale() {
+	if m != nil {
+		m.cacheStale.Inc()
+	}
+}
+
+// SetBreakerState sets the state gauge: 1 for state, 0 for the others.
+// state is StateClosed, StateOpen or StateHalfOpen.
+func (m *Metrics) SetBreakerState(state string) {
+	if m == nil {
+		return
+	}
+	for _, s := range breakerStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.breakerState.WithLabelValues(s).Set(v)
+	}
+}
+
+// BreakerTransition counts one state change and updates the state gauge.
+func (m *Metrics) BreakerTransition(from, to string) {
+	if m == nil {
+		return
+	}
+	m.breakerTransit.WithLabelValues(from, to).Inc()
+	m.SetBreakerState(to)
+}
