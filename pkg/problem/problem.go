@@ -29,8 +29,9 @@ type Problem struct {
 	RequestID string `json:"request_id,omitempty"`
 	// Errors lists invalid fields (validation problems only).
 	Errors []metric.FieldError `json:"errors,omitempty"`
-	// Policy names the violated rate-limit policy (quota-exceeded only).
-	Policy string `json:"violated-policies,omitempty"`
+	// ViolatedPolicies names the rate-limit policies the request exceeded
+	// (quota-exceeded only, as the IETF RateLimit draft defines it).
+	ViolatedPolicies []string `json:"violated-policies,omitempty"`
 }
 
 // New returns a problem of the given kind (last path segment of its type URI).

@@ -60,6 +60,10 @@ func (c Config) Options() (*redis.Options, error) {
 	opt.DialTimeout = c.DialTimeout
 	opt.ReadTimeout = c.ReadTimeout
 	opt.WriteTimeout = c.WriteTimeout
+	// go-redis dials up to 5 times per connection by default; against an
+	// unreachable host that is 5 dial timeouts before a 503. One attempt
+	// keeps "503 within a few seconds" true; the next request dials again.
+	opt.DialerRetries = 1
 	if c.PoolSize > 0 {
 		opt.PoolSize = c.PoolSize
 	}

@@ -1,0 +1,58 @@
+// Command api serves the Resilient Analytics HTTP API. main only wires
+// config → clients → server and handles signals; see package server.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/resilientanalytics/ra/pkg/httpserver"
+	"github.com/resilientanalytics/ra/pkg/redisclient"
+	"github.com/resilientanalytics/ra/services/api/config"
+	"github.com/resilientanalytics/ra/services/api/internal/server"
+)
+
+func main() {
+	cfg, err := config.Load(nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "config:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, newLogger(cfg.LogLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	log.Info("starting api", cfg.Describe()...)
+	rdb, err := redisclient.New(cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	h, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: log})
+	if err != nil {
+		return err
+	}
+	hcfg := httpserver.Config{ShutdownTimeout: cfg.ShutdownTimeout}
+	addr := ":" + strconv.Itoa(cfg.Port)
+	log.Info("listening", "addr", addr)
+	err = httpserver.ListenAndServe(ctx, httpserver.New(h, hcfg), addr, hcfg)
+	log.Info("api stopped", "err", err)
+	return err
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,159 @@
+// Package ingest serves POST /api/metrics: it enforces the body limits and
+// Content-Type, decodes and validates the metrics (pkg/metric), then makes
+// one Redis call that checks the client's rate limit and appends the metrics
+// to the stream. A 201 means Redis acknowledged the write; an invalid
+// request uses no quota because it never reaches Redis.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+
+	"github.com/resilientanalytics/ra/pkg/metric"
+	"github.com/resilientanalytics/ra/pkg/problem"
+	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
+)
+
+// QuotaExceededType is the IETF RateLimit draft's problem type for a 429.
+const QuotaExceededType = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+// Appender stores metrics after checking the client's quota (*Store).
+type Appender interface {
+	Append(ctx context.Context, client string, ms []metric.Metric) (Result, error)
+}
+
+var _ Appender = (*Store)(nil)
+
+// Recorder counts what operators alert on.
+type Recorder interface {
+	RateLimited()
+	IngestWriteError()
+}
+
+// Limits bound one request.
+type Limits struct {
+	MaxBodyBytes int64
+	MaxBatch     int
+}
+
+// Handler is the POST /api/metrics handler.
+type Handler struct {
+	store  Appender
+	policy ratelimit.Policy
+	limits Limits
+	rec    Recorder
+	log    *slog.Logger
+}
+
+// NewHandler returns the ingest handler. policy is only used for headers;
+// the store enforces it.
+func NewHandler(store Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) *Handler {
+	return &Handler{store: store, policy: policy, limits: limits, rec: rec, log: log}
+}
+
+type singleResponse struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+}
+
+type batchResponse struct {
+	Accepted int      `json:"accepted"`
+	IDs      []string `json:"ids"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		problem.Write(w, r, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported Media Type",
+			fmt.Sprintf("Content-Type must be application/json, got %q", r.Header.Get("Content-Type"))))
+		return
+	}
+	if r.ContentLength > h.limits.MaxBodyBytes {
+		h.tooLarge(w, r)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.limits.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.tooLarge(w, r)
+			return
+		}
+		problem.Write(w, r, problem.New(http.StatusBadRequest, "malformed-body", "Malformed request body", "reading the body failed: "+err.Error()))
+		return
+	}
+	ms, batch, err := metric.Decode(body, h.limits.MaxBatch)
+	if err != nil {
+		h.decodeError(w, r, err)
+		return
+	}
+	res, err := h.store.Append(r.Context(), ratelimit.Key(r.Context()), ms)
+	if h.policy.Enabled() && (err == nil || errors.Is(err, ratelimit.ErrLimited)) {
+		h.policy.SetHeaders(w.Header(), res.Decision)
+	}
+	switch {
+	case errors.Is(err, ratelimit.ErrLimited):
+		h.rec.RateLimited()
+		p := problem.New(http.StatusTooManyRequests, "", "Quota exceeded",
+			fmt.Sprintf("rate limit of %d requests per %s exceeded for this client; retry in %d s",
+				h.policy.Max, h.policy.Window, res.Decision.ResetSeconds()))
+		p.Type = QuotaExceededType
+		p.ViolatedPolicies = []string{ratelimit.PolicyName}
+		problem.Write(w, r, p)
+		return
+	case err != nil:
+		if r.Context().Err() != nil {
+			// The client went away; nothing to answer and not a store failure.
+			return
+		}
+		h.rec.IngestWriteError()
+		h.log.ErrorContext(r.Context(), "ingest write failed", "err", err, "metrics", len(ms))
+		w.Header().Set("Retry-After", "1")
+		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "store-unavailable", "Service Unavailable",
+			"the metrics store (Redis) did not acknowledge the write; nothing was stored, retry later"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Location", "/api/metrics/summary?type="+ms[0].Type)
+	w.WriteHeader(http.StatusCreated)
+	enc := json.NewEncoder(w)
+	if batch {
+		_ = enc.Encode(batchResponse{Accepted: len(res.IDs), IDs: res.IDs})
+		return
+	}
+	_ = enc.Encode(singleResponse{ID: res.IDs[0], Type: ms[0].Type})
+}
+
+func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request) {
+	problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, "payload-too-large", "Payload Too Large",
+		fmt.Sprintf("request body exceeds INGEST_MAX_BODY_BYTES=%d bytes", h.limits.MaxBodyBytes)))
+}
+
+func (h *Handler) decodeError(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		ve *metric.ValidationError
+		se *metric.SyntaxError
+		be *metric.BatchTooLargeError
+	)
+	switch {
+	case errors.As(err, &ve):
+		p := problem.New(http.StatusBadRequest, "validation-error", "Invalid metric",
+			fmt.Sprintf("%d invalid field(s); nothing was stored", len(ve.Errors)))
+		p.Errors = ve.Errors
+		problem.Write(w, r, p)
+	case errors.As(err, &be):
+		problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, "batch-too-large", "Batch Too Large",
+			fmt.Sprintf("batch of %d metrics exceeds INGEST_MAX_BATCH=%d", be.Items, be.Max)))
+	case errors.Is(err, metric.ErrEmptyBatch):
+		problem.Write(w, r, problem.New(http.StatusBadRequest, "empty-batch", "Empty batch", err.Error()))
+	case errors.As(err, &se):
+		problem.Write(w, r, problem.New(http.StatusBadRequest, "malformed-body", "Malformed request body", se.Msg))
+	default:
+		problem.Write(w, r, problem.New(http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error()))
+	}
+}

@@ -1,0 +1,101 @@
+package ingest
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resilientanalytics/ra/pkg/keys"
+	"github.com/resilientanalytics/ra/pkg/metric"
+	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
+)
+
+//go:embed append.lua
+var appendSource string
+
+// fieldsPerMetric is the number of XADD field arguments AppendFields adds.
+var fieldsPerMetric = len(metric.Metric{}.AppendFields(nil))
+
+// ErrUnavailable wraps every failure to reach or use Redis: the request
+// could not be stored and the client should retry later.
+var ErrUnavailable = errors.New("metrics store unavailable")
+
+// Store checks the rate limit and appends metrics in one script call.
+type Store struct {
+	rdb    redis.UniversalClient
+	keys   keys.Keys
+	policy ratelimit.Policy
+	script *redis.Script
+}
+
+// NewStore returns a Store writing to the stream of k. A disabled policy
+// (Max 0) appends without counting.
+func NewStore(rdb redis.UniversalClient, k keys.Keys, policy ratelimit.Policy) *Store {
+	return &Store{rdb: rdb, keys: k, policy: policy, script: redis.NewScript(appendSource)}
+}
+
+// Result is the outcome of one Append.
+type Result struct {
+	// Decision is the limiter's answer (zero when the limiter is off).
+	Decision ratelimit.Decision
+	// IDs are the stream entry ids, one per metric, in order.
+	IDs []string
+}
+
+// partition picks the stream partition of a client. There is one until
+// partitioning lands; the rate-limit key and the stream then share a slot.
+func (s *Store) partition(string) int { return 0 }
+
+// Append counts the request against client's quota and, when allowed,
+// appends ms to the stream. It returns ratelimit.ErrLimited when the client
+// is over quota (nothing written) and an error wrapping ErrUnavailable when
+// Redis did not acknowledge the write. The call is never retried: a retry
+// after a timeout could store the metrics twice.
+func (s *Store) Append(ctx context.Context, client string, ms []metric.Metric) (Result, error) {
+	p := s.partition(client)
+	args := make([]any, 4, 4+len(ms)*fieldsPerMetric)
+	args[0] = s.policy.Max
+	args[1] = s.policy.Window.Milliseconds()
+	args[2] = len(ms)
+	args[3] = fieldsPerMetric
+	for _, m := range ms {
+		args = m.AppendFields(args)
+	}
+	raw, err := s.script.Run(ctx, s.rdb, []string{s.keys.RateLimit(p, client), s.keys.Stream(p)}, args...).Slice()
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: append %d metrics: %w", ErrUnavailable, len(ms), err)
+	}
+	return parseReply(raw, len(ms), s.policy.Enabled())
+}
+
+func parseReply(raw []any, n int, limited bool) (Result, error) {
+	if len(raw) < 3 {
+		return Result{}, fmt.Errorf("%w: append.lua replied %d values", ErrUnavailable, len(raw))
+	}
+	allowed, _ := raw[0].(int64)
+	remaining, _ := raw[1].(int64)
+	reset, _ := raw[2].(int64)
+	var res Result
+	if limited {
+		res.Decision = ratelimit.Decision{Allowed: allowed == 1, Remaining: int(remaining), Reset: time.Duration(reset) * time.Millisecond}
+	}
+	if allowed != 1 {
+		return res, ratelimit.ErrLimited
+	}
+	if len(raw) != 3+n {
+		return Result{}, fmt.Errorf("%w: append.lua returned %d ids for %d metrics", ErrUnavailable, len(raw)-3, n)
+	}
+	res.IDs = make([]string, n)
+	for i := range n {
+		id, ok := raw[3+i].(string)
+		if !ok {
+			return Result{}, fmt.Errorf("%w: append.lua id %d is %T", ErrUnavailable, i, raw[3+i])
+		}
+		res.IDs[i] = id
+	}
+	return res, nil
+}

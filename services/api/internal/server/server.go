@@ -1,0 +1,76 @@
+// Package server wires the api's HTTP surface: the chi router, the
+// middleware chain and every route. It holds no logic of its own; main
+// builds the components and hands them over in Deps.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resilientanalytics/ra/pkg/keys"
+	"github.com/resilientanalytics/ra/pkg/problem"
+	"github.com/resilientanalytics/ra/services/api/config"
+	"github.com/resilientanalytics/ra/services/api/internal/health"
+	"github.com/resilientanalytics/ra/services/api/internal/ingest"
+	"github.com/resilientanalytics/ra/services/api/internal/middleware"
+	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
+)
+
+// Deps are the components the routes need.
+type Deps struct {
+	Config config.Config
+	Redis  redis.UniversalClient
+	Log    *slog.Logger
+	// Recorder counts rate-limit rejections and write errors; nil counts nothing.
+	Recorder ingest.Recorder
+}
+
+// Policy is the rate-limit policy the configuration describes (disabled
+// when RATE_LIMIT_ENABLED=false).
+func Policy(c config.RateLimit) ratelimit.Policy {
+	if !c.Enabled {
+		return ratelimit.Policy{}
+	}
+	return ratelimit.Policy{Max: c.Max, Window: c.Window}
+}
+
+// New returns the api's handler.
+func New(d Deps) (http.Handler, error) {
+	trusted, err := d.Config.RateLimit.Prefixes()
+	if err != nil {
+		return nil, err
+	}
+	rec := d.Recorder
+	if rec == nil {
+		rec = nopRecorder{}
+	}
+	k := keys.New(d.Config.StreamKey)
+	policy := Policy(d.Config.RateLimit)
+	store := ingest.NewStore(d.Redis, k, policy)
+	ingestHandler := ingest.NewHandler(store, policy,
+		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, rec, d.Log)
+
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, middleware.AccessLog(d.Log), middleware.Recover(d.Log))
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not Found", "no such endpoint: "+r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "Method Not Allowed",
+			r.Method+" is not allowed on "+r.URL.Path))
+	})
+
+	r.Get("/livez", health.Live)
+	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
+	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
+	return r, nil
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) RateLimited()      {}
+func (nopRecorder) IngestWriteError() {}
