@@ -15,6 +15,7 @@ import (
 	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/server"
+	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 )
 
 func main() {
@@ -39,7 +40,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer rdb.Close()
 
-	h, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: log})
+	h, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: log, Metrics: telemetry.New()})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
 	"github.com/resilientanalytics/ra/services/api/internal/middleware"
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
+	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 )
 
 // Deps are the components the routes need.
@@ -25,8 +26,8 @@ type Deps struct {
 	Config config.Config
 	Redis  redis.UniversalClient
 	Log    *slog.Logger
-	// Recorder counts rate-limit rejections and write errors; nil counts nothing.
-	Recorder ingest.Recorder
+	// Metrics is the api's Prometheus registry and recorder.
+	Metrics *telemetry.Metrics
 }
 
 // Policy is the rate-limit policy the configuration describes (disabled
@@ -44,18 +45,18 @@ func New(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := d.Recorder
-	if rec == nil {
-		rec = nopRecorder{}
+	m := d.Metrics
+	if m == nil {
+		m = telemetry.New()
 	}
 	k := keys.New(d.Config.StreamKey)
 	policy := Policy(d.Config.RateLimit)
 	store := ingest.NewStore(d.Redis, k, policy)
 	ingestHandler := ingest.NewHandler(store, policy,
-		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, rec, d.Log)
+		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, d.Log)
 
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, middleware.AccessLog(d.Log), middleware.Recover(d.Log))
+	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(d.Log), middleware.Recover(d.Log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not Found", "no such endpoint: "+r.URL.Path))
 	})
@@ -65,12 +66,8 @@ func New(d Deps) (http.Handler, error) {
 	})
 
 	r.Get("/livez", health.Live)
+	r.Method(http.MethodGet, "/metrics", m.Handler())
 	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
 	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
 	return r, nil
 }
-
-type nopRecorder struct{}
-
-func (nopRecorder) RateLimited()      {}
-func (nopRecorder) IngestWriteError() {}

@@ -344,3 +344,35 @@ func mustReq(t *testing.T, method, url string) *http.Request {
 	}
 	return req
 }
+
+func TestMetricsCountRejectionsAndRequests(t *testing.T) {
+	e := start(t, map[string]string{"RATE_LIMIT_MAX": "1"})
+	e.post(t, seed)
+	e.post(t, seed)
+	resp, err := http.Get(e.api.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	text := string(raw)
+	for _, want := range []string{
+		"ra_api_rate_limited_total 1",
+		`ra_api_http_requests_total{code="201",route="/api/metrics"} 1`,
+		`ra_api_http_requests_total{code="429",route="/api/metrics"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %q in:\n%s", want, grepLines(text, "ra_api_"))
+		}
+	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
