@@ -18,6 +18,7 @@ import (
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
 	"github.com/resilientanalytics/ra/services/api/internal/middleware"
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
+	"github.com/resilientanalytics/ra/services/api/internal/summary"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 )
 
@@ -55,6 +56,11 @@ func New(d Deps) (http.Handler, error) {
 	ingestHandler := ingest.NewHandler(store, policy,
 		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, d.Log)
 
+	summaries, err := summary.NewHandler(d.Redis, k, d.Config.Cache, m)
+	if err != nil {
+		return nil, err
+	}
+
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(d.Log), middleware.Recover(d.Log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -69,5 +75,6 @@ func New(d Deps) (http.Handler, error) {
 	r.Method(http.MethodGet, "/metrics", m.Handler())
 	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
 	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
+	r.Method(http.MethodGet, "/api/metrics/summary", summaries)
 	return r, nil
 }

@@ -376,3 +376,25 @@ func grepLines(text, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestSummaryRouteServesTheAggregatorsHash(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	e.rdb.HSet(ctx, e.keys.Summary(0, "cpu_usage"), "count", 2, "sum", "150", "min", "70", "max", "80",
+		"first_ts", time.Date(2026, 2, 15, 10, 0, 0, 0, time.UTC).UnixMicro(), "last_ts", time.Date(2026, 2, 15, 11, 0, 0, 0, time.UTC).UnixMicro())
+	get := func() reply { return do(t, mustReq(t, "GET", e.api.URL+"/api/metrics/summary?type=cpu_usage")) }
+	r := get()
+	if r.status != 200 || r.header.Get("X-Cache") != "MISS" || r.body["average_value"] != float64(75) || r.body["count"] != float64(2) ||
+		r.body["first_timestamp"] != "2026-02-15T10:00:00Z" {
+		t.Fatalf("first GET: %d %v %v", r.status, r.header, r.body)
+	}
+	if r = get(); r.header.Get("X-Cache") != "HIT" {
+		t.Fatalf("second GET: %v", r.header)
+	}
+	if r = do(t, mustReq(t, "GET", e.api.URL+"/api/metrics/summary?type=never_seen")); r.status != 404 {
+		t.Fatalf("unknown type: %d", r.status)
+	}
+	if r = do(t, mustReq(t, "GET", e.api.URL+"/api/metrics/summary")); r.status != 400 {
+		t.Fatalf("missing type: %d", r.status)
+	}
+}
