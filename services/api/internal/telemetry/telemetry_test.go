@@ -170,3 +170,19 @@ func BenchmarkMiddleware(b *testing.B) { benchmarkRouter(b, New()) }
 
 // BenchmarkRouterBaseline is the chi router alone.
 func BenchmarkRouterBaseline(b *testing.B) { benchmarkRouter(b, nil) }
+
+// BenchmarkMiddlewareOnly is the middleware around a bare handler (no chi,
+// so the route is "other"): its own cost without the router's.
+func BenchmarkMiddlewareOnly(b *testing.B) {
+	h := New().Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+	}))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		w := &discard{h: http.Header{}}
+		r := httptest.NewRequest(http.MethodPost, "/api/metrics", nil)
+		for pb.Next() {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
