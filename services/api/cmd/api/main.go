@@ -40,14 +40,15 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer rdb.Close()
 
-	h, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: log, Metrics: telemetry.New()})
+	api, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: log, Metrics: telemetry.New()})
 	if err != nil {
 		return err
 	}
 	hcfg := httpserver.Config{ShutdownTimeout: cfg.ShutdownTimeout}
 	addr := ":" + strconv.Itoa(cfg.Port)
 	log.Info("listening", "addr", addr)
-	err = httpserver.ListenAndServe(ctx, httpserver.New(h, hcfg), addr, hcfg)
+	err = httpserver.ListenAndServe(ctx, httpserver.New(api, hcfg), addr, hcfg)
+	api.Close()
 	log.Info("api stopped", "err", err)
 	return err
 }

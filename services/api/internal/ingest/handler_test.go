@@ -52,6 +52,7 @@ func TestStoreAppendErrorWrapsUnavailable(t *testing.T) {
 	rdb, _ := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer rdb.Close()
 	store := ingest.NewStore(rdb, keys.New(""), ratelimit.Policy{Max: 5, Window: time.Minute})
+	defer store.Close()
 	srv.Kill(t)
 	_, err := store.Append(context.Background(), "c", []metric.Metric{{Timestamp: time.Unix(1, 0), Value: 1, Type: "a"}})
 	if !errors.Is(err, ingest.ErrUnavailable) {
@@ -66,7 +67,9 @@ func BenchmarkIngest(b *testing.B) {
 	rdb, _ := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer rdb.Close()
 	policy := ratelimit.Policy{Max: 1 << 30, Window: time.Minute}
-	h := ingest.NewHandler(ingest.NewStore(rdb, keys.New(""), policy), policy,
+	store := ingest.NewStore(rdb, keys.New(""), policy)
+	defer store.Close()
+	h := ingest.NewHandler(store, policy,
 		ingest.Limits{MaxBodyBytes: 1 << 20, MaxBatch: 1000}, &counter{}, slog.New(slog.DiscardHandler))
 	body := `{"timestamp":"2026-02-15T10:00:00Z","value":75.5,"type":"cpu_usage"}`
 	b.ReportAllocs()

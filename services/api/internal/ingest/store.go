@@ -24,19 +24,35 @@ var fieldsPerMetric = len(metric.Metric{}.AppendFields(nil))
 // could not be stored and the client should retry later.
 var ErrUnavailable = errors.New("metrics store unavailable")
 
-// Store checks the rate limit and appends metrics in one script call.
+// Store checks the rate limit and appends metrics in one script call per
+// request; the calls of concurrent requests share pipelines.
 type Store struct {
-	rdb    redis.UniversalClient
 	keys   keys.Keys
 	policy ratelimit.Policy
-	script *redis.Script
+	pipe   *coalescer
 }
 
+// Pipeline settings: enough flushers that one slow pipeline does not hold
+// up the next, and batches deep enough to carry a 256-connection burst.
+const (
+	pipelineFlushers = 4
+	pipelineMaxCalls = 256
+	pipelineTimeout  = 3 * time.Second
+)
+
 // NewStore returns a Store writing to the stream of k. A disabled policy
-// (Max 0) appends without counting.
+// (Max 0) appends without counting. Close it after the HTTP server has
+// drained.
 func NewStore(rdb redis.UniversalClient, k keys.Keys, policy ratelimit.Policy) *Store {
-	return &Store{rdb: rdb, keys: k, policy: policy, script: redis.NewScript(appendSource)}
+	head := func() []any {
+		return []any{policy.Max, policy.Window.Milliseconds(), fieldsPerMetric}
+	}
+	return &Store{keys: k, policy: policy,
+		pipe: newCoalescer(rdb, redis.NewScript(appendSource), head, pipelineFlushers, pipelineMaxCalls, pipelineTimeout)}
 }
+
+// Close stops the pipeline flushers; later Appends fail.
+func (s *Store) Close() { s.pipe.Close() }
 
 // Result is the outcome of one Append.
 type Result struct {
@@ -57,15 +73,11 @@ func (s *Store) partition(string) int { return 0 }
 // after a timeout could store the metrics twice.
 func (s *Store) Append(ctx context.Context, client string, ms []metric.Metric) (Result, error) {
 	p := s.partition(client)
-	args := make([]any, 4, 4+len(ms)*fieldsPerMetric)
-	args[0] = s.policy.Max
-	args[1] = s.policy.Window.Milliseconds()
-	args[2] = len(ms)
-	args[3] = fieldsPerMetric
+	fields := make([]any, 0, len(ms)*fieldsPerMetric)
 	for _, m := range ms {
-		args = m.AppendFields(args)
+		fields = m.AppendFields(fields)
 	}
-	raw, err := s.script.Run(ctx, s.rdb, []string{s.keys.RateLimit(p, client), s.keys.Stream(p)}, args...).Slice()
+	raw, err := s.pipe.do(&appendCall{ctx: ctx, stream: s.keys.Stream(p), rlKey: s.keys.RateLimit(p, client), n: len(ms), fields: fields})
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: append %d metrics: %w", ErrUnavailable, len(ms), err)
 	}

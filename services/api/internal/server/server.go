@@ -40,8 +40,18 @@ func Policy(c config.RateLimit) ratelimit.Policy {
 	return ratelimit.Policy{Max: c.Max, Window: c.Window}
 }
 
+// API is the api's HTTP handler and the components it owns.
+type API struct {
+	http.Handler
+	store *ingest.Store
+}
+
+// Close releases what the handler owns (the ingest pipeline). Call it after
+// the HTTP server has drained, so in-flight requests still get answers.
+func (a *API) Close() { a.store.Close() }
+
 // New returns the api's handler.
-func New(d Deps) (http.Handler, error) {
+func New(d Deps) (*API, error) {
 	trusted, err := d.Config.RateLimit.Prefixes()
 	if err != nil {
 		return nil, err
@@ -58,6 +68,7 @@ func New(d Deps) (http.Handler, error) {
 
 	summaries, err := summary.NewHandler(d.Redis, k, d.Config.Cache, m)
 	if err != nil {
+		store.Close()
 		return nil, err
 	}
 
@@ -76,5 +87,5 @@ func New(d Deps) (http.Handler, error) {
 	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
 	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
 	r.Method(http.MethodGet, "/api/metrics/summary", summaries)
-	return r, nil
+	return &API{Handler: r, store: store}, nil
 }

@@ -52,6 +52,7 @@ func start(t *testing.T, environ map[string]string) *env {
 		t.Fatal(err)
 	}
 	api := httptest.NewServer(h)
+	t.Cleanup(h.Close) // runs after api.Close: the server drains first
 	t.Cleanup(api.Close)
 	return &env{srv: srv, rdb: srv.Client(t), api: api, keys: keys.New(cfg.StreamKey)}
 }

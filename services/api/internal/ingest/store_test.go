@@ -1,0 +1,122 @@
+package ingest_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/resilientanalytics/ra/pkg/keys"
+	"github.com/resilientanalytics/ra/pkg/metric"
+	"github.com/resilientanalytics/ra/pkg/redisclient"
+	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/services/api/internal/ingest"
+	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
+)
+
+func newStore(t *testing.T, srv *redistest.Server, policy ratelimit.Policy) *ingest.Store {
+	t.Helper()
+	rdb, err := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := ingest.NewStore(rdb, keys.New(""), policy)
+	t.Cleanup(func() { store.Close(); rdb.Close() })
+	return store
+}
+
+func metrics(n int, typ string) []metric.Metric {
+	out := make([]metric.Metric, n)
+	for i := range out {
+		out[i] = metric.Metric{Timestamp: time.Unix(1771149600, 0).UTC(), Value: float64(i), Type: typ}
+	}
+	return out
+}
+
+// Concurrent requests are coalesced into shared script calls; each must
+// still get its own decision and its own ids, and the quota must hold.
+func TestConcurrentAppendsKeepQuotaAndOwnIDs(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newStore(t, srv, ratelimit.Policy{Max: 10, Window: time.Minute})
+	const clients, perClient = 4, 25
+	type outcome struct {
+		client string
+		ids    []string
+		err    error
+	}
+	results := make(chan outcome, clients*perClient)
+	var wg sync.WaitGroup
+	for c := range clients {
+		client := string(rune('a' + c))
+		for range perClient {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := store.Append(context.Background(), client, metrics(2, "t"+client))
+				results <- outcome{client: client, ids: res.IDs, err: err}
+			}()
+		}
+	}
+	wg.Wait()
+	close(results)
+	allowed := map[string]int{}
+	seen := map[string]bool{}
+	for o := range results {
+		switch {
+		case errors.Is(o.err, ratelimit.ErrLimited):
+		case o.err != nil:
+			t.Fatalf("client %s: %v", o.client, o.err)
+		default:
+			allowed[o.client]++
+			if len(o.ids) != 2 {
+				t.Fatalf("client %s got %d ids for 2 metrics", o.client, len(o.ids))
+			}
+			for _, id := range o.ids {
+				if seen[id] {
+					t.Fatalf("id %s handed to two requests", id)
+				}
+				seen[id] = true
+			}
+		}
+	}
+	for c := range clients {
+		if got := allowed[string(rune('a'+c))]; got != 10 {
+			t.Errorf("client %c: %d requests allowed, want exactly 10", 'a'+c, got)
+		}
+	}
+	n, _ := srv.Client(t).XLen(context.Background(), keys.New("").Stream(0)).Result()
+	if n != int64(len(seen)) || n != clients*10*2 {
+		t.Fatalf("stream has %d entries, %d ids handed out, want %d", n, len(seen), clients*10*2)
+	}
+}
+
+// After a Redis restart the script cache is empty: the append must still
+// succeed (NOSCRIPT → EVAL), exactly once.
+func TestAppendSurvivesScriptCacheFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newStore(t, srv, ratelimit.Policy{})
+	ctx := context.Background()
+	if _, err := store.Append(ctx, "c", metrics(1, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client(t).ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := store.Append(ctx, "c", metrics(3, "a"))
+	if err != nil || len(res.IDs) != 3 {
+		t.Fatalf("after SCRIPT FLUSH: %v, %d ids", err, len(res.IDs))
+	}
+	if n, _ := srv.Client(t).XLen(ctx, keys.New("").Stream(0)).Result(); n != 4 {
+		t.Fatalf("stream has %d entries, want 4 (nothing doubled)", n)
+	}
+}
+
+func TestAppendAfterCloseFails(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newStore(t, srv, ratelimit.Policy{})
+	store.Close()
+	if _, err := store.Append(context.Background(), "c", metrics(1, "a")); !errors.Is(err, ingest.ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+}
