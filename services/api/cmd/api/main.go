@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/resilientanalytics/ra/pkg/httpserver"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/services/api/config"
@@ -44,11 +46,17 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer api.Close() // after the server drained: in-flight appends finish first
+
 	hcfg := httpserver.Config{ShutdownTimeout: cfg.ShutdownTimeout}
 	addr := ":" + strconv.Itoa(cfg.Port)
-	log.Info("listening", "addr", addr)
-	err = httpserver.ListenAndServe(ctx, httpserver.New(api, hcfg), addr, hcfg)
-	api.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return api.Run(ctx) })
+	g.Go(func() error {
+		log.Info("listening", "addr", addr)
+		return httpserver.ListenAndServe(ctx, httpserver.New(api, hcfg), addr, hcfg)
+	})
+	err = g.Wait()
 	log.Info("api stopped", "err", err)
 	return err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/problem"
 	"github.com/resilientanalytics/ra/services/api/config"
+	"github.com/resilientanalytics/ra/services/api/internal/external"
 	"github.com/resilientanalytics/ra/services/api/internal/health"
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
 	"github.com/resilientanalytics/ra/services/api/internal/middleware"
@@ -43,8 +44,13 @@ func Policy(c config.RateLimit) ratelimit.Policy {
 // API is the api's HTTP handler and the components it owns.
 type API struct {
 	http.Handler
-	store *ingest.Store
+	store    *ingest.Store
+	external *external.Client
 }
+
+// Run runs the background work of the components (the breaker state
+// watcher) until ctx ends.
+func (a *API) Run(ctx context.Context) error { return a.external.Run(ctx) }
 
 // Close releases what the handler owns (the ingest pipeline). Call it after
 // the HTTP server has drained, so in-flight requests still get answers.
@@ -71,6 +77,11 @@ func New(d Deps) (*API, error) {
 		store.Close()
 		return nil, err
 	}
+	ext, err := external.New(d.Config.External, d.Config.Circuit, m, external.Options{Logger: d.Log})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(d.Log), middleware.Recover(d.Log))
@@ -87,5 +98,7 @@ func New(d Deps) (*API, error) {
 	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
 	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
 	r.Method(http.MethodGet, "/api/metrics/summary", summaries)
-	return &API{Handler: r, store: store}, nil
+	r.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
+	r.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
+	return &API{Handler: r, store: store, external: ext}, nil
 }
