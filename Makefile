@@ -1,12 +1,12 @@
 # Resilient Analytics — `make help` lists the targets.
 SHELL := /bin/bash
-MODULES := pkg services/api services/aggregator deploy/healthchecks deploy/compose
+MODULES := pkg services/api services/aggregator deploy/healthchecks deploy/compose deploy/bench
 GO ?= go
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS ?= -race -count=1 -timeout 8m
 
-.PHONY: help build test run lint bench clean fuzz
+.PHONY: help build test run lint bench bench-go clean fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,8 +27,12 @@ lint: ## gofmt check, go vet and staticcheck on every module
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...); done
 
-bench: build ## Go benchmarks of the hot paths
-	@set -e; for m in pkg services/api services/aggregator; do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...); done
+bench: build ## measure ingest, summary, drain against the HTTP and Redis limits (writes docs/benchmarks.md), then Go benchmarks
+	cd deploy/bench && $(GO) run . -bin ../../bin -docs ../../docs -aggregator-module ../../services/aggregator
+	$(MAKE) bench-go
+
+bench-go: ## Go testing.B benchmarks of the hot paths (decoder, limiter+append, apply, cache)
+	@set -e; for m in pkg services/api services/aggregator; do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./...); done
 
 fuzz: ## run each fuzz target for 30s
 	cd pkg && $(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./metric

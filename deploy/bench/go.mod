@@ -1,0 +1,16 @@
+module github.com/resilientanalytics/ra/deploy/bench
+
+go 1.26.8
+
+replace github.com/resilientanalytics/ra/pkg => ../../pkg
+
+require (
+	github.com/redis/go-redis/v9 v9.23.0
+	github.com/resilientanalytics/ra/pkg v0.0.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)

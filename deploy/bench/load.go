@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// result is one load step's outcome.
+type result struct {
+	Name     string
+	Conns    int
+	Requests int     // answered during the measured window
+	Errors   int     // non-2xx answers and transport errors
+	Items    int     // metrics per request (1, or the batch size)
+	RPS      float64 // answered requests per second
+	P50, P99 time.Duration
+}
+
+// ItemsPerSec is metrics (or requests) per second.
+func (r result) ItemsPerSec() float64 { return r.RPS * float64(max(1, r.Items)) }
+
+// loadSpec drives a closed-loop load: conns connections, each sending its
+// next request as soon as the previous answer arrived. reqs[w] are the
+// pre-built raw HTTP/1.1 requests worker w cycles through (pre-built so the
+// generator spends its CPU on sending, not on building requests: it shares
+// the 2 cores with the server it measures).
+type loadSpec struct {
+	name     string
+	addr     string
+	conns    int
+	warmup   time.Duration
+	duration time.Duration
+	items    int
+	reqs     func(worker int) [][]byte
+}
+
+// run is bounded by warmup+duration and by a hard cap on requests.
+func (s loadSpec) run(ctx context.Context, progress io.Writer) (result, error) {
+	const maxRequests = 5_000_000
+	ctx, cancel := context.WithTimeout(ctx, s.warmup+s.duration+10*time.Second)
+	defer cancel()
+	var (
+		measuring atomic.Bool
+		stop      atomic.Bool
+		total     atomic.Int64
+		errs      atomic.Int64
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		lats      []time.Duration
+		firstErr  error
+	)
+	for w := range s.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			own := make([]time.Duration, 0, 1<<16)
+			err := s.worker(ctx, s.reqs(w), &stop, &measuring, &total, &errs, &own)
+			mu.Lock()
+			lats = append(lats, own...)
+			if err != nil && firstErr == nil && !stop.Load() {
+				firstErr = err
+			}
+			mu.Unlock()
+		}()
+	}
+	time.Sleep(s.warmup)
+	measuring.Store(true)
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	last := int64(0)
+	for done := false; !done; {
+		select {
+		case <-tick.C:
+			n := total.Load()
+			fmt.Fprintf(progress, "    %s c=%d: %.0f req/s\n", s.name, s.conns, float64(n-last))
+			last = n
+			if time.Since(start) >= s.duration || n >= maxRequests {
+				done = true
+			}
+		case <-ctx.Done():
+			done = true
+		}
+	}
+	tick.Stop()
+	elapsed := time.Since(start)
+	measuring.Store(false)
+	stop.Store(true)
+	n := int(total.Load())
+	wg.Wait()
+	if firstErr != nil && n == 0 {
+		return result{}, fmt.Errorf("%s: %w", s.name, firstErr)
+	}
+	slices.Sort(lats)
+	r := result{Name: s.name, Conns: s.conns, Requests: n, Errors: int(errs.Load()), Items: s.items, RPS: float64(n) / elapsed.Seconds()}
+	if len(lats) > 0 {
+		r.P50 = lats[len(lats)*50/100]
+		r.P99 = lats[min(len(lats)-1, len(lats)*99/100)]
+	}
+	return r, nil
+}
+
+func (s loadSpec) worker(ctx context.Context, reqs [][]byte, stop, measuring *atomic.Bool, total, errs *atomic.Int64, lats *[]time.Duration) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	go func() { <-ctx.Done(); conn.Close() }()
+	br := bufio.NewReaderSize(conn, 16<<10)
+	for i := 0; !stop.Load(); i++ {
+		t0 := time.Now()
+		if _, err := conn.Write(reqs[i%len(reqs)]); err != nil {
+			return err
+		}
+		status, err := readResponse(br)
+		if err != nil {
+			return err
+		}
+		if measuring.Load() {
+			*lats = append(*lats, time.Since(t0))
+			total.Add(1)
+			if status < 200 || status > 299 {
+				errs.Add(1)
+			}
+		}
+	}
+	return nil
+}
+
+// readResponse reads one HTTP/1.1 response with a Content-Length body and
+// returns its status.
+func readResponse(br *bufio.Reader) (int, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	if len(line) < 12 {
+		return 0, fmt.Errorf("short status line %q", line)
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, fmt.Errorf("status line %q", line)
+	}
+	length := -1
+	for {
+		h, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(h) <= 2 {
+			break
+		}
+		if len(h) > 16 && bytes.EqualFold(h[:15], []byte("Content-Length:")) {
+			length, err = strconv.Atoi(string(bytes.TrimSpace(h[15:])))
+			if err != nil {
+				return 0, fmt.Errorf("content-length %q", h)
+			}
+		}
+	}
+	if length < 0 {
+		return 0, fmt.Errorf("response without Content-Length (status %d)", status)
+	}
+	if _, err := br.Discard(length); err != nil {
+		return 0, err
+	}
+	return status, nil
+}
+
+// rawRequest builds one HTTP/1.1 request.
+func rawRequest(method, host, path string, headers map[string]string, body []byte) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, host)
+	for k, v := range headers {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
+	if body != nil {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+	}
+	b.WriteString("\r\n")
+	b.Write(body)
+	return b.Bytes()
+}

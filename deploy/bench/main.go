@@ -1,0 +1,403 @@
+// Command bench is `make bench`: it measures the product against the limits
+// of the machine it runs on, in one run, and writes docs/benchmarks.md and
+// docs/benchmarks.svg.
+//
+// It starts its own redis-server (AOF on, appendfsync everysec, as compose
+// runs it), then one step after another: the HTTP limit (a bare net/http
+// handler, re-executed from this binary), single-metric ingest through
+// bin/api with the rate limiter on, batch ingest, cached summary reads, the
+// aggregator's drain of 200,000 pre-filled entries (one and two replicas)
+// against the apply script's replay limit, and redis-benchmark XADD. Redis
+// is flushed between steps and the aggregator only runs in its own step.
+// Everything stays on loopback and every step is bounded in time.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resilientanalytics/ra/pkg/keys"
+	"github.com/resilientanalytics/ra/pkg/metric"
+	"github.com/resilientanalytics/ra/pkg/redisproc"
+)
+
+type options struct {
+	bin, docs, aggDir string
+	duration          time.Duration
+	conns             []int
+	drainEntries      int
+}
+
+func main() {
+	var o options
+	var conns, serve string
+	flag.StringVar(&o.bin, "bin", "bin", "directory with api, aggregator")
+	flag.StringVar(&o.docs, "docs", "docs", "where benchmarks.md and benchmarks.svg go")
+	flag.StringVar(&o.aggDir, "aggregator-module", "services/aggregator", "aggregator module (for the replay benchmark)")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per load step")
+	flag.StringVar(&conns, "conns", "16,64,256", "connection counts for the single-metric steps")
+	flag.IntVar(&o.drainEntries, "drain", 200_000, "entries pre-filled for the drain step")
+	flag.StringVar(&serve, "serve-baseline", "", "internal: serve the baseline handler on this address")
+	flag.Parse()
+	if serve != "" {
+		if err := serveBaseline(serve); err != nil {
+			fmt.Fprintln(os.Stderr, "baseline:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	for _, c := range strings.Split(conns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			fmt.Fprintln(os.Stderr, "bench: -conns:", c, "is not a positive number")
+			os.Exit(2)
+		}
+		o.conns = append(o.conns, n)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type report struct {
+	started   time.Time
+	baseline  []result
+	ingest    []result
+	batch     result
+	summary   result
+	apiRSS    int64
+	drain     [2]drainResult // one replica, two replicas
+	replay    float64        // apply script entries/s, called directly
+	xadd      float64        // redis-benchmark XADD, one per round trip
+	xaddP16   float64        // redis-benchmark XADD, 16-deep pipelines
+	redisVer  string
+	totalTime time.Duration
+}
+
+type drainResult struct {
+	replicas int
+	entries  int
+	took     time.Duration
+}
+
+func (d drainResult) rate() float64 {
+	if d.took <= 0 {
+		return 0
+	}
+	return float64(d.entries) / d.took.Seconds()
+}
+
+func run(ctx context.Context, o options) error {
+	rep := &report{started: time.Now()}
+	dir, err := os.MkdirTemp("", "ra-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := redisproc.Start(ctx, redisproc.Options{Dir: dir, AOF: true})
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	defer srv.Stop()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 30 * time.Second})
+	defer rdb.Close()
+	rep.redisVer = redisVersion(ctx, rdb)
+	fmt.Printf("bench: redis-server %s on %s (AOF everysec)\n", rep.redisVer, srv.Addr())
+
+	if err := stepBaseline(ctx, o, rep); err != nil {
+		return err
+	}
+	if err := stepAPI(ctx, o, rep, srv.URL(), rdb); err != nil {
+		return err
+	}
+	if err := stepDrain(ctx, o, rep, srv.URL(), rdb); err != nil {
+		return err
+	}
+	stepRedisLimits(ctx, o, rep, srv)
+	rep.totalTime = time.Since(rep.started)
+	return writeReport(o, rep)
+}
+
+func freeAddr() (string, error) {
+	p, err := redisproc.FreePort()
+	return "127.0.0.1:" + strconv.Itoa(p), err
+}
+
+var singleBody = []byte(`{"timestamp":"2026-02-15T10:00:00Z","value":75.5,"type":"cpu_usage"}`)
+
+// ingestRequests gives each worker requests from 256 distinct client IPs
+// (X-Forwarded-For through a trusted proxy), so the limiter keys many
+// clients as in production.
+func ingestRequests(host string, body []byte) func(int) [][]byte {
+	return func(w int) [][]byte {
+		out := make([][]byte, 256)
+		for i := range out {
+			xff := fmt.Sprintf("198.18.%d.%d", w%256, i)
+			out[i] = rawRequest("POST", host, "/api/metrics", map[string]string{
+				"Content-Type": "application/json", "X-Forwarded-For": xff}, body)
+		}
+		return out
+	}
+}
+
+func stepBaseline(ctx context.Context, o options, rep *report) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	p, err := startProc("baseline", self, nil, "-serve-baseline", addr)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	if err := waitPort(ctx, addr); err != nil {
+		return err
+	}
+	fmt.Println("bench: 1/6 HTTP limit (bare net/http handler decoding the same JSON)")
+	for _, c := range o.conns {
+		r, err := loadSpec{name: "baseline", addr: addr, conns: c, warmup: time.Second, duration: o.duration, items: 1,
+			reqs: ingestRequests(addr, singleBody)}.run(ctx, os.Stdout)
+		if err != nil {
+			return err
+		}
+		rep.baseline = append(rep.baseline, r)
+	}
+	return nil
+}
+
+func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *redis.Client) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	_, port, _ := strings.Cut(addr, ":")
+	api, err := startProc("api", filepath.Join(o.bin, "api"), map[string]string{
+		"REDIS_URL": redisURL, "PORT": port, "RATE_LIMIT_MAX": "1000000000", "RATE_LIMIT_WINDOW": "3600",
+		"TRUSTED_PROXIES": "127.0.0.1/32", "CACHE_TTL": "60s",
+	})
+	if err != nil {
+		return err
+	}
+	defer api.stop()
+	if err := waitHTTP(ctx, "http://"+addr+"/health"); err != nil {
+		return err
+	}
+	fmt.Println("bench: 2/6 single-metric ingest (limiter on, durable XADD)")
+	for _, c := range o.conns {
+		if err := rdb.FlushAll(ctx).Err(); err != nil {
+			return err
+		}
+		r, err := loadSpec{name: "ingest", addr: addr, conns: c, warmup: time.Second, duration: o.duration, items: 1,
+			reqs: ingestRequests(addr, singleBody)}.run(ctx, os.Stdout)
+		if err != nil {
+			return err
+		}
+		rep.ingest = append(rep.ingest, r)
+	}
+	rep.apiRSS = api.peakRSS()
+
+	fmt.Println("bench: 3/6 batch ingest (100 metrics per POST)")
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		return err
+	}
+	var batch strings.Builder
+	batch.WriteString("[")
+	for i := range 100 {
+		if i > 0 {
+			batch.WriteString(",")
+		}
+		fmt.Fprintf(&batch, `{"timestamp":"2026-02-15T10:%02d:%02dZ","value":%d.5,"type":"cpu_usage"}`, i/60, i%60, i)
+	}
+	batch.WriteString("]")
+	rep.batch, err = loadSpec{name: "batch", addr: addr, conns: 16, warmup: time.Second, duration: o.duration, items: 100,
+		reqs: ingestRequests(addr, []byte(batch.String()))}.run(ctx, os.Stdout)
+	if err != nil {
+		return err
+	}
+
+	fmt.Println("bench: 4/6 cached summary reads")
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		return err
+	}
+	k := keys.New("")
+	rdb.HSet(ctx, k.Summary(0, "cpu_usage"), "count", 2, "sum", "151", "min", "75.5", "max", "75.5", "first_ts", 1771149600000000, "last_ts", 1771149600000000)
+	get := func(int) [][]byte {
+		return [][]byte{rawRequest("GET", addr, "/api/metrics/summary?type=cpu_usage", nil, nil)}
+	}
+	rep.summary, err = loadSpec{name: "summary", addr: addr, conns: 64, warmup: time.Second, duration: o.duration, items: 1, reqs: get}.run(ctx, os.Stdout)
+	return err
+}
+
+func stepDrain(ctx context.Context, o options, rep *report, redisURL string, rdb *redis.Client) error {
+	fmt.Printf("bench: 5/6 aggregator drain of %d entries\n", o.drainEntries)
+	for i, replicas := range []int{1, 2} {
+		if err := rdb.FlushAll(ctx).Err(); err != nil {
+			return err
+		}
+		types, err := prefill(ctx, rdb, o.drainEntries)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		var aggs []*proc
+		for r := range replicas {
+			port, err := redisproc.FreePort()
+			if err != nil {
+				return err
+			}
+			p, err := startProc("aggregator", filepath.Join(o.bin, "aggregator"), map[string]string{
+				"REDIS_URL": redisURL, "AGG_HEALTH_PORT": strconv.Itoa(port), "CONSUMER_NAME": "bench-" + strconv.Itoa(r)})
+			if err != nil {
+				return err
+			}
+			aggs = append(aggs, p)
+		}
+		took, err := waitDrained(ctx, rdb, types, o.drainEntries, start)
+		for _, p := range aggs {
+			p.stop()
+		}
+		if err != nil {
+			return err
+		}
+		rep.drain[i] = drainResult{replicas: replicas, entries: o.drainEntries, took: took}
+		fmt.Printf("    %d replica(s): %d entries in %s = %.0f entries/s\n", replicas, o.drainEntries, took.Round(time.Millisecond), rep.drain[i].rate())
+	}
+	rep.replay = replayLimit(ctx, o)
+	return nil
+}
+
+func prefill(ctx context.Context, rdb *redis.Client, n int) ([]string, error) {
+	types := []string{"cpu_usage", "mem_used", "disk_io", "net_rx", "net_tx", "latency_ms", "queue_depth", "errors"}
+	k := keys.New("")
+	base := time.Date(2026, 2, 15, 10, 0, 0, 0, time.UTC)
+	for done := 0; done < n; {
+		pipe := rdb.Pipeline()
+		for j := 0; j < 1000 && done < n; j, done = j+1, done+1 {
+			m := metric.Metric{Timestamp: base.Add(time.Duration(done) * time.Millisecond), Value: float64(done % 100), Type: types[done%len(types)]}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: k.Stream(0), Values: m.AppendFields(nil)})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("prefill: %w", err)
+		}
+	}
+	return types, nil
+}
+
+func waitDrained(ctx context.Context, rdb *redis.Client, types []string, want int, start time.Time) (time.Duration, error) {
+	k := keys.New("")
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, len(types))
+		for i, t := range types {
+			cmds[i] = pipe.HGet(ctx, k.Summary(0, t), "count")
+		}
+		_, _ = pipe.Exec(ctx)
+		total := 0
+		for _, c := range cmds {
+			n, _ := strconv.Atoi(c.Val())
+			total += n
+		}
+		if total >= want {
+			if total != want {
+				return 0, fmt.Errorf("drain counted %d entries, %d were written", total, want)
+			}
+			return time.Since(start), nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, errors.New("drain did not finish within 2 minutes")
+}
+
+// replayLimit runs the aggregator's replay benchmark: the apply script
+// called directly on a pre-filled stream, as fast as Redis allows. It
+// reports entries/s through b.ReportMetric.
+func replayLimit(ctx context.Context, o options) float64 {
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "BenchmarkReplay", "-benchtime", "3x", "./...")
+	cmd.Dir = o.aggDir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		fmt.Printf("    replay benchmark failed: %v\n%s\n", err, out)
+		return 0
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		for i := 1; i < len(f); i++ {
+			if f[i] == "entries/s" {
+				v, _ := strconv.ParseFloat(f[i-1], 64)
+				fmt.Printf("    replay limit (apply script called directly): %.0f entries/s\n", v)
+				return v
+			}
+		}
+	}
+	fmt.Printf("    replay benchmark printed no entries/s:\n%s\n", out)
+	return 0
+}
+
+func stepRedisLimits(ctx context.Context, o options, rep *report, srv *redisproc.Server) {
+	fmt.Println("bench: 6/6 Redis limits (redis-benchmark XADD)")
+	_, port, _ := strings.Cut(srv.Addr(), ":")
+	rb := func(extra ...string) float64 {
+		args := append([]string{"-p", port, "-n", "200000", "-c", "64", "--csv"}, extra...)
+		args = append(args, "XADD", "rb:stream", "*", "type", "cpu_usage", "value", "75.5", "ts", "1771149600000000")
+		out, err := exec.CommandContext(ctx, "redis-benchmark", args...).Output()
+		if err != nil {
+			fmt.Println("    redis-benchmark:", err)
+			return 0
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		f := strings.Split(lines[len(lines)-1], ",")
+		if len(f) < 2 {
+			return 0
+		}
+		v, _ := strconv.ParseFloat(strings.Trim(f[1], `"`), 64)
+		return v
+	}
+	rep.xadd = rb()
+	rep.xaddP16 = rb("-P", "16")
+	fmt.Printf("    XADD %.0f/s, pipelined x16 %.0f/s\n", rep.xadd, rep.xaddP16)
+}
+
+func redisVersion(ctx context.Context, rdb *redis.Client) string {
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "redis_version:"); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+func waitPort(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := (&netDialer).DialContext(ctx, "tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not open within 10s", addr)
+}
