@@ -28,7 +28,6 @@ type env struct {
 	rdb   *redis.Client // the test's own view of Redis
 	api   *httptest.Server
 	keys  keys.Keys
-	calls int
 }
 
 func start(t *testing.T, environ map[string]string) *env {
