@@ -24,10 +24,10 @@ import (
 const seed = `{"timestamp":"2026-02-15T10:00:00","value":75,"type":"cpu_usage"}`
 
 type env struct {
-	srv   *redistest.Server
-	rdb   *redis.Client // the test's own view of Redis
-	api   *httptest.Server
-	keys  keys.Keys
+	srv  *redistest.Server
+	rdb  *redis.Client // the test's own view of Redis
+	api  *httptest.Server
+	keys keys.Keys
 }
 
 func start(t *testing.T, environ map[string]string) *env {
