@@ -35,7 +35,8 @@ bench-go: ## Go testing.B benchmarks of the hot paths (decoder, limiter+append, 
 	@set -e; for m in pkg services/api services/aggregator; do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./...); done
 
 fuzz: ## run each fuzz target for 30s
-	cd pkg && $(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./metric
+	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzDecode$$' -fuzztime 30s ./metric
+	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzScanSimpleAgreesWithGeneralPath$$' -fuzztime 30s ./metric
 
 clean: ## remove build output
 	rm -rf bin

@@ -96,9 +96,25 @@ func syntaxError(err error) *SyntaxError {
 	return &SyntaxError{Msg: err.Error()}
 }
 
+// item is one object's members, as found by scanSimple or the general path.
+type item struct {
+	timestamp, value, typ []byte // raw JSON values; nil when absent
+	unknown               []string
+}
+
 // decodeItem validates one object. prefix is "" for a single metric and
 // "[i]" in a batch.
 func decodeItem(raw []byte, prefix string) (Metric, []FieldError) {
+	if it, ok := scanSimple(raw); ok {
+		return it.validate(prefix)
+	}
+	return decodeItemGeneral(raw, prefix)
+}
+
+// decodeItemGeneral handles anything unusual (escapes, other keys,
+// duplicates, nested values, bad syntax) with encoding/json, which also
+// words the syntax errors.
+func decodeItemGeneral(raw []byte, prefix string) (Metric, []FieldError) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
 		if prefix == "" {
@@ -106,6 +122,16 @@ func decodeItem(raw []byte, prefix string) (Metric, []FieldError) {
 		}
 		return Metric{}, []FieldError{{Field: prefix}}
 	}
+	it := item{timestamp: fields["timestamp"], value: fields["value"], typ: fields["type"]}
+	for k := range fields {
+		if k != "timestamp" && k != "value" && k != "type" {
+			it.unknown = append(it.unknown, k)
+		}
+	}
+	return it.validate(prefix)
+}
+
+func (it item) validate(prefix string) (Metric, []FieldError) {
 	name := func(f string) string {
 		if prefix == "" {
 			return f
@@ -116,42 +142,200 @@ func decodeItem(raw []byte, prefix string) (Metric, []FieldError) {
 	var errs []FieldError
 	add := func(field, msg string) { errs = append(errs, FieldError{Field: name(field), Message: msg}) }
 
-	if v, ok := fields["timestamp"]; !ok {
+	if it.timestamp == nil {
 		add("timestamp", "is required")
-	} else if ts, msg := parseTimestamp(v); msg != "" {
+	} else if ts, msg := parseTimestamp(it.timestamp); msg != "" {
 		add("timestamp", msg)
 	} else {
 		m.Timestamp = ts
 	}
-	if v, ok := fields["value"]; !ok {
+	if it.value == nil {
 		add("value", "is required")
-	} else if f, msg := parseValue(v); msg != "" {
+	} else if f, msg := parseValue(it.value); msg != "" {
 		add("value", msg)
 	} else {
 		m.Value = f
 	}
-	if v, ok := fields["type"]; !ok {
+	if it.typ == nil {
 		add("type", "is required")
+	} else if s, ok := unquote(it.typ); !ok {
+		add("type", "must be a string")
+	} else if msg := ValidType(s); msg != "" {
+		add("type", msg)
 	} else {
-		var s string
-		if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &s) != nil {
-			add("type", "must be a string")
-		} else if msg := ValidType(s); msg != "" {
-			add("type", msg)
-		} else {
-			m.Type = s
-		}
+		m.Type = s
 	}
-	for k := range fields {
-		if k != "timestamp" && k != "value" && k != "type" {
-			add(k, "unknown field (allowed: timestamp, value, type)")
-		}
+	for _, k := range it.unknown {
+		add(k, "unknown field (allowed: timestamp, value, type)")
 	}
 	if errs != nil {
 		sortFieldErrors(errs)
 		return Metric{}, errs
 	}
 	return m, nil
+}
+
+// unquote reads a JSON string value. Strings without escapes (all valid
+// metrics) are sliced rather than decoded.
+func unquote(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 && raw[len(raw)-1] == '"' {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// scanSimple reads the common case fast: a flat object whose members are
+// exactly timestamp, value and type, once each, with plain keys, string
+// values without escapes or control characters, or a JSON number. It
+// reports ok=false for anything else, and the caller takes the general
+// path; so it may be strict, but never wrong about what it accepts.
+func scanSimple(b []byte) (it item, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return item{}, false
+	}
+	i++
+	var seen uint8
+	for {
+		i = skipSpace(b, i)
+		end := plainString(b, i)
+		if end < 0 {
+			return item{}, false
+		}
+		key := b[i+1 : end-1]
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return item{}, false
+		}
+		i = skipSpace(b, i+1)
+		if i >= len(b) {
+			return item{}, false
+		}
+		start := i
+		if b[i] == '"' {
+			if i = plainString(b, i); i < 0 {
+				return item{}, false
+			}
+		} else if n := numberLen(b[i:]); n > 0 {
+			i += n
+		} else {
+			return item{}, false
+		}
+		v := b[start:i:i]
+		switch string(key) {
+		case "timestamp":
+			if seen&1 != 0 {
+				return item{}, false
+			}
+			seen |= 1
+			it.timestamp = v
+		case "value":
+			if seen&2 != 0 {
+				return item{}, false
+			}
+			seen |= 2
+			it.value = v
+		case "type":
+			if seen&4 != 0 {
+				return item{}, false
+			}
+			seen |= 4
+			it.typ = v
+		default:
+			return item{}, false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return item{}, false
+		}
+		if b[i] == ',' {
+			i++
+			continue
+		}
+		if b[i] != '}' {
+			return item{}, false
+		}
+		i++
+		break
+	}
+	if seen != 7 || skipSpace(b, i) != len(b) {
+		return item{}, false
+	}
+	return it, true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString returns the index just past a string starting at b[i] that
+// has no escapes and no control characters, or -1.
+func plainString(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1
+		case c == '\\' || c < 0x20:
+			return -1
+		}
+	}
+	return -1
+}
+
+// numberLen is the length of the JSON number (RFC 8259 grammar) at the
+// start of b, or 0.
+func numberLen(b []byte) int {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return 0
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return 0
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return 0
+		}
+	}
+	return i
 }
 
 func parseValue(raw json.RawMessage) (float64, string) {
@@ -179,8 +363,8 @@ func ParseTime(s string) (time.Time, error) {
 }
 
 func parseTimestamp(raw json.RawMessage) (time.Time, string) {
-	var s string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+	s, ok := unquote(raw)
+	if !ok {
 		return time.Time{}, "must be an RFC 3339 string, e.g. 2026-02-15T10:00:00Z"
 	}
 	t, err := ParseTime(s)

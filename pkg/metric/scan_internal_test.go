@@ -1,0 +1,52 @@
+package metric
+
+import (
+	"reflect"
+	"testing"
+)
+
+// FuzzScanSimpleAgreesWithGeneralPath: whatever the fast scanner accepts,
+// the encoding/json path must decode to the same metric or the same errors.
+func FuzzScanSimpleAgreesWithGeneralPath(f *testing.F) {
+	for _, s := range []string{
+		`{"timestamp":"2026-02-15T10:00:00","value":75,"type":"cpu_usage"}`,
+		` { "type" : "a.b" , "value" : -1.5e-3 , "timestamp" : "2026-02-15T10:00:00.5+01:00" } `,
+		`{"timestamp":"2026-02-15T10:00:00Z","value":"75","type":"a"}`,
+		`{"timestamp":"2026-02-15T10:00:00Z","value":01,"type":"a"}`,
+		`{"timestamp":"2026-02-15T10:00:00Z","value":1.,"type":"a"}`,
+		`{"timestamp":"2026-02-15T10:00:00Z","value":1e400,"type":"a"}`,
+		`{"timestamp":"2026-02-15T10:00:00Z","value":1,"type":"a","type":"b"}`,
+		`{"timestamp":"2026\u002d02-15T10:00:00Z","value":1,"type":"a"}`,
+		`{"timestamp":"x","value":1,"type":"a b"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		it, ok := scanSimple(raw)
+		if !ok {
+			return
+		}
+		fm, ferrs := it.validate("")
+		gm, gerrs := decodeItemGeneral(raw, "")
+		if !reflect.DeepEqual(fm, gm) || !reflect.DeepEqual(ferrs, gerrs) {
+			t.Fatalf("fast %+v %v, general %+v %v for %q", fm, ferrs, gm, gerrs, raw)
+		}
+	})
+}
+
+func TestScanSimpleRejectsWhatItMustNotJudge(t *testing.T) {
+	for _, s := range []string{
+		`{"timestamp":"a\"b","value":1,"type":"a"}`,        // escape
+		`{"timestamp":"x","value":1,"type":"a","extra":1}`, // unknown key
+		`{"timestamp":"x","value":1}`,                      // missing key
+		`{"timestamp":"x","value":1,"type":"a"} x`,         // trailing garbage
+		`{"timestamp":"x","value":01,"type":"a"}`,          // not a JSON number
+		`{"timestamp":"x","value":[1],"type":"a"}`,         // nested
+		`{"timestamp":"x","value":true,"type":"a"}`,        // literal
+		`{"timestamp":"x","value":1,"value":2,"type":"a"}`, // duplicate
+	} {
+		if _, ok := scanSimple([]byte(s)); ok {
+			t.Errorf("scanSimple accepted %s", s)
+		}
+	}
+}
