@@ -315,7 +315,7 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 	text := string(b)
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "COPY go.work"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "GOTOOLCHAIN=local"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
