@@ -1,0 +1,151 @@
+// Command aggregator consumes the metrics stream as a member of a consumer
+// group and folds every entry into its type's summary hash exactly once.
+// Configuration comes from the environment (see package config); it exits 2
+// on an invalid configuration and 0 after a clean SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/resilientanalytics/ra/pkg/httpserver"
+	"github.com/resilientanalytics/ra/pkg/keys"
+	"github.com/resilientanalytics/ra/pkg/redisclient"
+	"github.com/resilientanalytics/ra/services/aggregator/config"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/consumer"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/health"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/recovery"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/telemetry"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/trim"
+)
+
+func main() {
+	cfg, err := config.Load(nil)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "config: %v\n", err)
+		os.Exit(2)
+	}
+	log := newLogger(cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("aggregator failed", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // validated by config
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// run wires the components and runs them until ctx ends. Stop order: the
+// read loop finishes its batch, the recovery and trim loops stop, then the
+// consumer leaves the group (only if it owns no pending entry) and the health
+// server shuts down last, so /health answers while the batch is finished.
+func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	log.Info("effective config", cfg.Describe()...)
+	rdb, err := redisclient.New(cfg.Redis)
+	if err != nil {
+		return fmt.Errorf("redis client: %w", err)
+	}
+	defer rdb.Close()
+
+	k := keys.New(cfg.StreamKey)
+	stream := k.Stream(0)
+	m := telemetry.New()
+	applier, err := apply.New(rdb, k, apply.Options{
+		Group: cfg.Group, Consumer: cfg.Consumer, DeadLetterMax: cfg.DeadLetterMax, Logger: log, Metrics: m,
+	})
+	if err != nil {
+		return err
+	}
+	cons, err := consumer.New(rdb, applier, consumer.Options{
+		Stream: stream, Group: cfg.Group, Name: cfg.Consumer, BatchSize: cfg.BatchSize, Block: cfg.Block,
+		MaxDeliveries: cfg.MaxDeliveries, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m,
+	})
+	if err != nil {
+		return err
+	}
+	rec, err := recovery.New(rdb, applier, recovery.Options{
+		Stream: stream, Group: cfg.Group, Consumer: cfg.Consumer, Interval: cfg.ClaimInterval,
+		MinIdle: cfg.ClaimMinIdle, MaxDeliveries: cfg.MaxDeliveries, BatchSize: cfg.BatchSize,
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m,
+	})
+	if err != nil {
+		return err
+	}
+	trimmer, err := trim.New(rdb, trim.Options{
+		Stream: stream, Retention: cfg.Retention, Interval: cfg.TrimInterval, Logger: log, Metrics: m,
+	})
+	if err != nil {
+		return err
+	}
+	checker, err := health.New(rdb, cons, health.Options{Stream: stream, Group: cfg.Group, Logger: log, Metrics: m})
+	if err != nil {
+		return err
+	}
+
+	// The health server outlives the workers: it stops on its own context,
+	// cancelled after the workers have returned.
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSrv()
+	hcfg := httpserver.Config{ShutdownTimeout: cfg.ShutdownTimeout}
+	srv := httpserver.New(checker.Handler(), hcfg)
+	addr := net.JoinHostPort("", strconv.Itoa(cfg.HealthPort))
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- httpserver.ListenAndServe(srvCtx, srv, addr, hcfg) }()
+
+	log.Info("aggregator started", "stream", stream, "group", cfg.Group, "consumer", cfg.Consumer, "health_addr", addr)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cons.Run(gctx) })
+	g.Go(func() error { return rec.Run(gctx) })
+	g.Go(func() error { return trimmer.Run(gctx) })
+	g.Go(func() error { return checker.Run(gctx) })
+	g.Go(func() error {
+		// A health server that cannot start (port taken) stops the service.
+		select {
+		case err := <-srvErr:
+			srvErr <- err
+			if err != nil {
+				return err
+			}
+			return errors.New("health server stopped")
+		case <-gctx.Done():
+			return nil
+		}
+	})
+	werr := g.Wait()
+
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if left, err := cons.Leave(lctx); err != nil {
+		log.Warn("could not leave the group; the consumer stays registered", "err", err)
+	} else if left {
+		log.Info("left the group", "consumer", cfg.Consumer)
+	} else {
+		log.Warn("kept the consumer: it still owns pending entries, another replica will claim them", "consumer", cfg.Consumer)
+	}
+
+	stopSrv()
+	if err := <-srvErr; err != nil && werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		return werr
+	}
+	log.Info("aggregator stopped")
+	return nil
+}

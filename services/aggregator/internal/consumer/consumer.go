@@ -1,0 +1,313 @@
+// Package consumer is the aggregator's read loop: it joins the consumer
+// group, first re-reads its own pending entries (id 0: what a previous run
+// under the same name left unacknowledged), then reads new entries (">") in
+// batches with a short BLOCK and hands each batch to the applier. Redis
+// failures never end the loop: it backs off with jitter and resumes, re-reading
+// its pending list first. On shutdown it applies the batch in hand on a
+// detached context and leaves the group only when it owns no pending entry.
+package consumer
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/backoff"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/telemetry"
+)
+
+//go:embed leave.lua
+var leaveSrc string
+
+// ErrGroup wraps a failure to create or join the consumer group.
+var ErrGroup = errors.New("consumer group")
+
+// Applier applies one batch; *apply.Applier implements it.
+type Applier interface {
+	Apply(ctx context.Context, msgs []redis.XMessage) (apply.Result, error)
+	DeadLetter(ctx context.Context, dead []apply.Dead) (int, error)
+}
+
+var _ Applier = (*apply.Applier)(nil)
+
+// Options configure a Consumer; zero values get defaults.
+type Options struct {
+	// Stream is the stream key. Required.
+	Stream string
+	// Group is the consumer group. Required.
+	Group string
+	// Name is this consumer's name in the group. Required.
+	Name string
+	// BatchSize is XREADGROUP COUNT (default 256).
+	BatchSize int
+	// Block is XREADGROUP BLOCK (default 2s; must be > 0: BLOCK 0 waits
+	// forever, and go-redis does not cancel a blocking read on ctx cancel).
+	Block time.Duration
+	// MaxDeliveries dead-letters an own pending entry delivered more often
+	// (default 10).
+	MaxDeliveries int64
+	// ShutdownTimeout bounds applying the last batch and leaving the group
+	// after ctx ends (default 10s).
+	ShutdownTimeout time.Duration
+	// Backoff spaces retries while Redis is down (default 100ms..5s).
+	Backoff backoff.Backoff
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// Metrics (default: a private set).
+	Metrics *telemetry.Metrics
+}
+
+// Consumer reads and applies batches for one group member.
+type Consumer struct {
+	rdb     redis.UniversalClient
+	applier Applier
+	opts    Options
+	leave   *redis.Script
+
+	// beat is the Unix nanoseconds of the loop's last sign of life (a read
+	// returned, even empty, or a backoff started): health uses it to tell a
+	// stuck loop from an idle one.
+	beat atomic.Int64
+	// lastBatch is the Unix nanoseconds of the last applied batch (0: none).
+	lastBatch atomic.Int64
+}
+
+// New returns a Consumer; Run starts it.
+func New(rdb redis.UniversalClient, a Applier, opts Options) (*Consumer, error) {
+	if opts.Stream == "" || opts.Group == "" || opts.Name == "" {
+		return nil, errors.New("consumer: Options.Stream, Group and Name are required")
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 256
+	}
+	if opts.Block <= 0 {
+		opts.Block = 2 * time.Second
+	}
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = 10
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = telemetry.New()
+	}
+	return &Consumer{rdb: rdb, applier: a, opts: opts, leave: redis.NewScript(leaveSrc)}, nil
+}
+
+// LastBeat is when the loop last showed it is alive.
+func (c *Consumer) LastBeat() time.Time { return unixNano(c.beat.Load()) }
+
+// LastBatch is when the last batch was applied (zero: none yet).
+func (c *Consumer) LastBatch() time.Time { return unixNano(c.lastBatch.Load()) }
+
+// StaleAfter is how long the loop may go without a beat while healthy: one
+// blocking read plus the client's read timeout, or the longest backoff, with
+// room to spare.
+func (c *Consumer) StaleAfter() time.Duration {
+	return 2*(c.opts.Block+c.opts.Backoff.Max) + 5*time.Second
+}
+
+func unixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func (c *Consumer) touch() { c.beat.Store(time.Now().UnixNano()) }
+
+// EnsureGroup creates the group at id 0 with MKSTREAM, so entries written
+// before any aggregator ran are consumed; an existing group is kept as is.
+func EnsureGroup(ctx context.Context, rdb redis.Cmdable, stream, group string) error {
+	err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("%w: create %s on %s: %w", ErrGroup, group, stream, err)
+	}
+	return nil
+}
+
+// Run reads and applies batches until ctx ends, then finishes the batch in
+// hand and returns nil. It returns an error only for a bug, never because
+// Redis is unavailable.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.touch()
+	bo := c.opts.Backoff
+	log := c.opts.Logger.With("consumer", c.opts.Name, "group", c.opts.Group)
+
+	needGroup, pending := true, true
+	cursor := "0"
+	for ctx.Err() == nil {
+		if needGroup {
+			if err := EnsureGroup(ctx, c.rdb, c.opts.Stream, c.opts.Group); err != nil {
+				c.fail(ctx, log, &bo, "create_group", err)
+				continue
+			}
+			needGroup = false
+		}
+		id := ">"
+		if pending {
+			id = cursor
+		}
+		msgs, err := c.read(ctx, id)
+		c.touch()
+		if err != nil {
+			if isNoGroup(err) {
+				// Redis lost the group (restart without persistence, or
+				// someone deleted it): recreate it and start over.
+				needGroup = true
+			}
+			c.fail(ctx, log, &bo, "read", err)
+			pending, cursor = true, "0"
+			continue
+		}
+		if pending {
+			if len(msgs) == 0 {
+				pending = false // own pending list drained: read new entries
+				continue
+			}
+			cursor = msgs[len(msgs)-1].ID
+		}
+		if len(msgs) == 0 {
+			bo.Reset()
+			continue
+		}
+		if err := c.applyBatch(ctx, log, msgs, pending); err != nil {
+			c.fail(ctx, log, &bo, "apply", err)
+			pending, cursor = true, "0"
+			continue
+		}
+		bo.Reset()
+	}
+	return nil
+}
+
+// read runs one XREADGROUP on a context that ends only by its own timeout:
+// a read cut off by cancellation could have delivered entries whose reply we
+// never see; letting it finish means every delivered batch is in our hands
+// and gets applied (go-redis would not interrupt the BLOCK anyway).
+func (c *Consumer) read(ctx context.Context, id string) ([]redis.XMessage, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Block+5*time.Second)
+	defer cancel()
+	block := c.opts.Block
+	if id != ">" {
+		block = -1 // history reads never block; omit BLOCK
+	}
+	res, err := c.rdb.XReadGroup(rctx, &redis.XReadGroupArgs{
+		Group: c.opts.Group, Consumer: c.opts.Name,
+		Streams: []string{c.opts.Stream, id},
+		Count:   int64(c.opts.BatchSize), Block: block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil // BLOCK ran out: nothing new
+	}
+	if err != nil {
+		return nil, fmt.Errorf("xreadgroup %s: %w", id, err)
+	}
+	if len(res) == 0 {
+		return nil, nil
+	}
+	return res[0].Messages, nil
+}
+
+// applyBatch applies msgs. A batch read after ctx ended is applied on a
+// detached context with the shutdown timeout: it is delivered to us and
+// would otherwise wait for a claim. Own pending entries (re-read from id 0)
+// are first checked against MaxDeliveries.
+func (c *Consumer) applyBatch(ctx context.Context, log *slog.Logger, msgs []redis.XMessage, own bool) error {
+	actx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.opts.ShutdownTimeout)
+		defer cancel()
+	}
+	if own {
+		var err error
+		if msgs, err = c.valve(actx, msgs); err != nil {
+			return err
+		}
+	}
+	res, err := c.applier.Apply(actx, msgs)
+	if err != nil {
+		return err
+	}
+	c.lastBatch.Store(time.Now().UnixNano())
+	log.Debug("batch applied", "entries", len(msgs), "applied", res.Applied, "duplicates", res.Duplicates, "dead_lettered", res.DeadLettered)
+	if own {
+		log.Info("re-applied own pending entries", "entries", len(msgs), "applied", res.Applied, "duplicates", res.Duplicates)
+	}
+	return nil
+}
+
+// valve dead-letters own pending entries whose delivery count passed
+// MaxDeliveries (each re-read from id 0 raises it): an entry that crashes
+// the process every time must not crash it forever.
+func (c *Consumer) valve(ctx context.Context, msgs []redis.XMessage) ([]redis.XMessage, error) {
+	info, err := c.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: c.opts.Stream, Group: c.opts.Group, Consumer: c.opts.Name,
+		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs)),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("xpending own: %w", err)
+	}
+	count := make(map[string]int64, len(info))
+	for _, p := range info {
+		count[p.ID] = p.RetryCount
+	}
+	keep := msgs[:0:0]
+	var dead []apply.Dead
+	for _, m := range msgs {
+		if n := count[m.ID]; n > c.opts.MaxDeliveries {
+			dead = append(dead, apply.Dead{Msg: m, Class: apply.ReasonMaxDeliveries,
+				Reason: fmt.Sprintf("delivered %d times, more than AGG_MAX_DELIVERIES=%d", n, c.opts.MaxDeliveries)})
+			continue
+		}
+		keep = append(keep, m)
+	}
+	if _, err := c.applier.DeadLetter(ctx, dead); err != nil {
+		return nil, err
+	}
+	return keep, nil
+}
+
+func (c *Consumer) fail(ctx context.Context, log *slog.Logger, bo *backoff.Backoff, op string, err error) {
+	c.opts.Metrics.Errors.WithLabelValues(op).Inc()
+	if ctx.Err() != nil {
+		return
+	}
+	d := bo.Next()
+	log.Warn("redis operation failed; backing off", "op", op, "err", err, "retry_in", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	c.touch()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func isNoGroup(err error) bool { return strings.Contains(err.Error(), "NOGROUP") }
+
+// Leave deletes this consumer from the group if, and only if, it owns no
+// pending entry; check and delete run in one script, since XGROUP
+// DELCONSUMER would silently drop the pending entries it still owns. It
+// reports whether the consumer was deleted. Call it after Run and the
+// recovery loop (which claims entries for this consumer) have returned.
+func (c *Consumer) Leave(ctx context.Context) (bool, error) {
+	n, err := c.leave.Run(ctx, c.rdb, []string{c.opts.Stream}, c.opts.Group, c.opts.Name).Int64()
+	if err != nil {
+		return false, fmt.Errorf("leave group: %w", err)
+	}
+	return n == 1, nil
+}

@@ -1,0 +1,153 @@
+package health_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resilientanalytics/ra/pkg/keys"
+	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/consumer"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/health"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/telemetry"
+)
+
+type loop struct {
+	beat, batch time.Time
+}
+
+func (l loop) LastBeat() time.Time       { return l.beat }
+func (l loop) LastBatch() time.Time      { return l.batch }
+func (l loop) StaleAfter() time.Duration { return 10 * time.Second }
+func get(t *testing.T, h http.Handler, path string) (int, map[string]any, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	body, _ := io.ReadAll(rec.Body)
+	var m map[string]any
+	_ = json.Unmarshal(body, &m)
+	return rec.Code, m, string(body)
+}
+
+func readArgs(stream string) *redis.XReadGroupArgs {
+	return &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 1, Block: -1}
+}
+
+func newChecker(t *testing.T, rdb redis.Cmdable, stream string, l health.Loop) *health.Checker {
+	t.Helper()
+	c, err := health.New(rdb, l, health.Options{Stream: stream, Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var _ health.Loop = loop{}
+var _ health.Loop = (*consumer.Consumer)(nil)
+
+func TestHealth(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	stream := keys.New("metrics").Stream(0)
+	if err := consumer.EnsureGroup(ctx, rdb, stream, "g"); err != nil {
+		t.Fatal(err)
+	}
+	streamtest.Add(t, rdb, stream, streamtest.Metric("cpu", 1, 1), streamtest.Metric("cpu", 1, 2), streamtest.Metric("cpu", 1, 3))
+	if err := rdb.XReadGroup(ctx, readArgs(stream)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	batch := time.Date(2026, 2, 15, 10, 0, 0, 0, time.UTC)
+
+	t.Run("healthy shows pending, lag and last batch", func(t *testing.T) {
+		c := newChecker(t, rdb, stream, loop{beat: time.Now(), batch: batch})
+		code, body, raw := get(t, c.Handler(), "/health")
+		if code != 200 || body["status"] != "ok" {
+			t.Fatalf("%d %s", code, raw)
+		}
+		if body["pending"] != 1.0 || body["lag"] != 2.0 || body["last_batch_at"] != "2026-02-15T10:00:00Z" {
+			t.Errorf("body %s", raw)
+		}
+		checks := body["checks"].(map[string]any)
+		if checks["redis"] != "ok" || checks["consumer"] != "ok" {
+			t.Errorf("checks %v", checks)
+		}
+	})
+	t.Run("stalled loop is unhealthy", func(t *testing.T) {
+		c := newChecker(t, rdb, stream, loop{beat: time.Now().Add(-time.Minute)})
+		code, body, raw := get(t, c.Handler(), "/health")
+		if code != 503 || !strings.HasPrefix(body["checks"].(map[string]any)["consumer"].(string), "stalled") {
+			t.Errorf("%d %s", code, raw)
+		}
+		if body["last_batch_at"] != nil {
+			t.Errorf("last_batch_at = %v, want null before any batch", body["last_batch_at"])
+		}
+	})
+	t.Run("unknown lag", func(t *testing.T) {
+		other := keys.New("other").Stream(0)
+		ids := streamtest.Add(t, rdb, other, streamtest.Metric("cpu", 1, 1), streamtest.Metric("cpu", 1, 2), streamtest.Metric("cpu", 1, 3))
+		if err := consumer.EnsureGroup(ctx, rdb, other, "g"); err != nil {
+			t.Fatal(err)
+		}
+		rdb.XDel(ctx, other, ids[1]) // a tombstone after the group's position: Redis cannot count the lag
+		c := newChecker(t, rdb, other, loop{beat: time.Now()})
+		code, body, raw := get(t, c.Handler(), "/health")
+		if code != 200 || body["lag"] != "unknown" {
+			t.Errorf("%d %s", code, raw)
+		}
+	})
+	t.Run("metrics and livez", func(t *testing.T) {
+		m := telemetry.New()
+		c, err := health.New(rdb, loop{beat: time.Now()}, health.Options{Stream: stream, Group: "g", Metrics: m, RefreshInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Processed.Add(3)
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- c.Run(rctx) }() // refreshes the gauges at once
+		streamtest.Eventually(t, 5*time.Second, func() string {
+			if _, _, raw := get(t, c.Handler(), "/metrics"); !strings.Contains(raw, "aggregator_group_pending 1") {
+				return "gauges not refreshed"
+			}
+			return ""
+		})
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		code, _, raw := get(t, c.Handler(), "/metrics")
+		for _, want := range []string{"aggregator_processed_total 3", "aggregator_group_pending 1", "aggregator_group_lag 2",
+			"aggregator_batch_size_bucket", "aggregator_apply_seconds_bucket", "aggregator_reclaimed_total", "aggregator_dead_lettered_total"} {
+			if !strings.Contains(raw, want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
+		}
+		if code != 200 {
+			t.Errorf("metrics status %d", code)
+		}
+		if code, _, _ := get(t, c.Handler(), "/livez"); code != 200 {
+			t.Errorf("livez %d", code)
+		}
+	})
+	t.Run("redis down", func(t *testing.T) {
+		srv.RequireReal(t)
+		c := newChecker(t, rdb, stream, loop{beat: time.Now()})
+		srv.Kill(t)
+		code, body, raw := get(t, c.Handler(), "/health")
+		if code != 503 || body["checks"].(map[string]any)["redis"] == "ok" || body["pending"] != nil {
+			t.Errorf("%d %s", code, raw)
+		}
+		if code, _, _ := get(t, c.Handler(), "/livez"); code != 200 {
+			t.Errorf("livez %d with Redis down, want 200 (process only)", code)
+		}
+	})
+}
