@@ -6,14 +6,15 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"sync"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/problem"
@@ -49,12 +50,17 @@ type Handler struct {
 	limits Limits
 	rec    Recorder
 	log    *slog.Logger
+	// bodies recycles request-body buffers: the decoder copies what it
+	// keeps, so a body's bytes are dead once ServeHTTP returns.
+	bodies sync.Pool
 }
 
 // NewHandler returns the ingest handler. policy is only used for headers;
 // the store enforces it.
 func NewHandler(store Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) *Handler {
-	return &Handler{store: store, policy: policy, limits: limits, rec: rec, log: log}
+	h := &Handler{store: store, policy: policy, limits: limits, rec: rec, log: log}
+	h.bodies.New = func() any { return new(bytes.Buffer) }
+	return h
 }
 
 type singleResponse struct {
@@ -77,7 +83,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.tooLarge(w, r)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.limits.MaxBodyBytes))
+	buf := h.bodies.Get().(*bytes.Buffer)
+	defer h.putBody(buf)
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.limits.MaxBodyBytes))
+	body := buf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -127,6 +136,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = enc.Encode(singleResponse{ID: res.IDs[0], Type: ms[0].Type})
+}
+
+func (h *Handler) putBody(b *bytes.Buffer) {
+	if b.Cap() > 64<<10 {
+		return // let batch-sized buffers go rather than pin them
+	}
+	b.Reset()
+	h.bodies.Put(b)
 }
 
 func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request) {
