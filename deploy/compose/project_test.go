@@ -42,7 +42,7 @@ func loadProject(tb testing.TB, file string, env map[string]string) *types.Proje
 	if err != nil {
 		tb.Fatalf("compose options for %s: %v", file, err)
 	}
-	p, err := cli.ProjectFromOptions(context.Background(), opts)
+	p, err := opts.LoadProject(context.Background())
 	if err != nil {
 		tb.Fatalf("load %s: %v", file, err)
 	}

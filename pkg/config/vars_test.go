@@ -31,7 +31,7 @@ func TestVars(t *testing.T) {
 	}
 }
 
-func ExampleVarNames() {
+func ExampleVars() {
 	type cfg struct {
 		Port int `env:"PORT" envDefault:"8000"`
 	}
