@@ -141,6 +141,13 @@ func EnsureGroup(ctx context.Context, rdb redis.Cmdable, stream, group string) e
 // Run reads and applies batches until ctx ends, then finishes the batch in
 // hand and returns nil. It returns an error only for a bug, never because
 // Redis is unavailable.
+//
+// While a batch of new entries is applied, the read of the next batch is
+// already in flight (one read ahead, never more): Redis serves the read while
+// the Go side decodes and the apply script runs right after, instead of
+// idling for a round trip per step. The prefetched batch is delivered to this
+// consumer, so every exit path waits for it: on shutdown it is applied, after
+// a failed apply it is re-read with the rest of the own pending list.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.touch()
 	bo := c.opts.Backoff
@@ -148,7 +155,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	needGroup, pending := true, true
 	cursor := "0"
-	for ctx.Err() == nil {
+	var ahead <-chan readResult // the read in flight, if any (">" only)
+	for ctx.Err() == nil || ahead != nil {
 		if needGroup {
 			if err := EnsureGroup(ctx, c.rdb, c.opts.Stream, c.opts.Group); err != nil {
 				c.fail(ctx, log, &bo, "create_group", err)
@@ -156,11 +164,21 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			needGroup = false
 		}
-		id := ">"
+		var msgs []redis.XMessage
+		var err error
 		if pending {
-			id = cursor
+			msgs, err = c.read(ctx, cursor)
+		} else {
+			if ahead == nil {
+				ahead = c.readAsync(ctx, ">")
+			}
+			r := <-ahead
+			ahead = nil
+			msgs, err = r.msgs, r.err
+			if err == nil && len(msgs) > 0 && ctx.Err() == nil {
+				ahead = c.readAsync(ctx, ">")
+			}
 		}
-		msgs, err := c.read(ctx, id)
 		c.touch()
 		if err != nil {
 			if isNoGroup(err) {
@@ -184,6 +202,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		if err := c.applyBatch(ctx, log, msgs, pending); err != nil {
+			if ahead != nil {
+				<-ahead // delivered to us: the pending re-read below picks it up
+				ahead = nil
+			}
 			c.fail(ctx, log, &bo, "apply", err)
 			pending, cursor = true, "0"
 			continue
@@ -191,6 +213,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 		bo.Reset()
 	}
 	return nil
+}
+
+type readResult struct {
+	msgs []redis.XMessage
+	err  error
+}
+
+// readAsync starts one read; its goroutine ends when the read does (bounded
+// by the read's own timeout), and Run always receives its result.
+func (c *Consumer) readAsync(ctx context.Context, id string) <-chan readResult {
+	ch := make(chan readResult, 1)
+	go func() {
+		msgs, err := c.read(ctx, id)
+		ch <- readResult{msgs, err}
+	}()
+	return ch
 }
 
 // read runs one XREADGROUP on a context that ends only by its own timeout:
