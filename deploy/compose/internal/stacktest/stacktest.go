@@ -131,8 +131,8 @@ type Proc struct {
 }
 
 // Run starts bin with exactly env (a map, no inherited variables) and
-// returns it. Its output is kept and printed if the test fails; it is killed
-// when the test ends if still running.
+// returns it. Its output is kept and printed if the test fails; if still
+// running when the test ends it gets SIGTERM, and SIGKILL 15s later.
 func Run(tb testing.TB, name, bin string, env map[string]string, args ...string) *Proc {
 	tb.Helper()
 	var list []string
@@ -145,7 +145,9 @@ func Run(tb testing.TB, name, bin string, env map[string]string, args ...string)
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		c.Kill()
+		// Gracefully first: devrun must get the chance to stop the
+		// processes it started (they run in their own process groups).
+		_ = c.Stop(15 * time.Second)
 		if tb.Failed() {
 			tb.Logf("output of %s (pid %d):\n%s", name, c.Pid(), log.String())
 		}
