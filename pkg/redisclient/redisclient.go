@@ -17,7 +17,7 @@ import (
 // Config is the Redis connection configuration shared by every service.
 type Config struct {
 	// URL is redis://[user:password@]host:port[/db] or rediss:// for TLS.
-	URL string `env:"REDIS_URL" envDefault:"redis://localhost:6379"`
+	URL string `env:"REDIS_URL" envDefault:"redis://localhost:6379" secret:"url"`
 	// DialTimeout bounds connecting to Redis.
 	DialTimeout time.Duration `env:"REDIS_DIAL_TIMEOUT" envDefault:"1s"`
 	// ReadTimeout bounds waiting for one reply (blocking commands get their

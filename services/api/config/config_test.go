@@ -64,3 +64,15 @@ func TestPlainSecondsAndTrustedProxies(t *testing.T) {
 		t.Errorf("prefixes = %v", p)
 	}
 }
+
+func TestDescribeMasksTheRedisPassword(t *testing.T) {
+	c, err := config.Load(map[string]string{"REDIS_URL": "redis://:hunter2@redis:6379/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range c.Describe() {
+		if s, ok := v.(string); ok && strings.Contains(s, "hunter2") {
+			t.Fatalf("effective config logs the password: %v", c.Describe())
+		}
+	}
+}
