@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +51,14 @@ func BenchmarkDrain(b *testing.B) {
 		b.StartTimer()
 		replay += runReplay(b, rdb, rk)
 		agg += runAggregator(b, rdb, ak)
+	}
+	// What Redis spent per call (both runs together): the script and the
+	// read are the whole server-side cost of a batch.
+	stats := rdb.Info(context.Background(), "commandstats").Val()
+	for _, line := range strings.Split(stats, "\r\n") {
+		if strings.HasPrefix(line, "cmdstat_evalsha:") || strings.HasPrefix(line, "cmdstat_xreadgroup:") {
+			b.Log(line)
+		}
 	}
 	total := float64(b.N * drainEntries)
 	rr, ar := total/replay.Seconds(), total/agg.Seconds()
