@@ -103,7 +103,9 @@ func New(rdb redis.UniversalClient, a Applier, opts Options) (*Consumer, error) 
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.New()
 	}
-	return &Consumer{rdb: rdb, applier: a, opts: opts, leave: redis.NewScript(leaveSrc)}, nil
+	c := &Consumer{rdb: rdb, applier: a, opts: opts, leave: redis.NewScript(leaveSrc)}
+	c.touch() // alive from construction: /health must not report a stall before Run starts
+	return c, nil
 }
 
 // LastBeat is when the loop last showed it is alive.
