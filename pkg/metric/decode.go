@@ -14,6 +14,10 @@ import (
 // would be negative, which no client of a live metrics API sends on purpose.
 var minTimestamp = time.Unix(0, 0).UTC()
 
+// maxTimestamp is 2^53 microseconds (mid-2255): the largest Unix
+// microsecond count a Lua number (float64) holds exactly.
+var maxTimestamp = time.UnixMicro(1 << 53).UTC()
+
 // localLayout is RFC 3339 without a zone; such a time is read as UTC.
 const localLayout = "2006-01-02T15:04:05.999999999"
 
@@ -373,6 +377,9 @@ func parseTimestamp(raw json.RawMessage) (time.Time, string) {
 	}
 	if t.Before(minTimestamp) {
 		return time.Time{}, "must not be before 1970-01-01T00:00:00Z"
+	}
+	if !t.Before(maxTimestamp) {
+		return time.Time{}, "must be before " + maxTimestamp.Format(time.RFC3339)
 	}
 	return t.Truncate(time.Microsecond), ""
 }

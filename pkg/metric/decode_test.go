@@ -38,6 +38,7 @@ func TestDecodeSingle(t *testing.T) {
 		{name: "numeric timestamp", body: `{"timestamp":1771149600,"value":1,"type":"cpu_usage"}`, wantField: "timestamp"},
 		{name: "date only", body: `{"timestamp":"2026-02-15","value":1,"type":"cpu_usage"}`, wantField: "timestamp"},
 		{name: "before 1970", body: `{"timestamp":"1969-12-31T23:59:59Z","value":1,"type":"cpu_usage"}`, wantField: "timestamp"},
+		{name: "after 2^53 microseconds", body: `{"timestamp":"2300-01-01T00:00:00Z","value":1,"type":"cpu_usage"}`, wantField: "timestamp"},
 		{name: "missing type", body: `{"timestamp":"2026-02-15T10:00:00","value":1}`, wantField: "type"},
 		{name: "empty type", body: `{"timestamp":"2026-02-15T10:00:00","value":1,"type":""}`, wantField: "type"},
 		{name: "type with star", body: `{"timestamp":"2026-02-15T10:00:00","value":1,"type":"cpu*"}`, wantField: "type"},

@@ -36,7 +36,7 @@ func FuzzDecode(f *testing.F) {
 			if math.IsNaN(m.Value) || math.IsInf(m.Value, 0) {
 				t.Fatalf("accepted value %v", m.Value)
 			}
-			if m.Timestamp.Unix() < 0 || m.Timestamp.Location().String() != "UTC" {
+			if m.Timestamp.Unix() < 0 || m.Micros() >= 1<<53 || m.Timestamp.Location().String() != "UTC" {
 				t.Fatalf("accepted timestamp %v", m.Timestamp)
 			}
 			// What the api writes, the aggregator must read back unchanged.

@@ -72,8 +72,8 @@ func FromFields(fields map[string]any) (Metric, error) {
 		return Metric{}, err
 	}
 	us, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || us < 0 {
-		return Metric{}, fmt.Errorf("%w: ts %q is not non-negative Unix microseconds", ErrBadEntry, ts)
+	if err != nil || us < 0 || us >= 1<<53 {
+		return Metric{}, fmt.Errorf("%w: ts %q is not Unix microseconds in [0, 2^53)", ErrBadEntry, ts)
 	}
 	return Metric{Timestamp: time.UnixMicro(us).UTC(), Value: v, Type: typ}, nil
 }
