@@ -21,6 +21,10 @@ type Config struct {
 	Redis redisclient.Config
 	// StreamKey names the key family (stream, summaries, dead letters).
 	StreamKey string `env:"STREAM_KEY" envDefault:"metrics"`
+	// Partitions is the number of stream partitions ({<STREAM_KEY>:<p>}
+	// hash tags, p = 0..Partitions-1); more than one spreads the keys over
+	// the slots of a Redis Cluster.
+	Partitions int `env:"STREAM_PARTITIONS" envDefault:"1"`
 	// Group is the consumer group every replica joins.
 	Group string `env:"CONSUMER_GROUP" envDefault:"aggregators"`
 	// Consumer is this replica's name in the group. Empty means
@@ -95,6 +99,7 @@ func (c Config) Validate() error {
 		}
 	}
 	check(c.StreamKey != "" && !strings.ContainsAny(c.StreamKey, "{} "), "STREAM_KEY: must be non-empty without braces or spaces, got %q", c.StreamKey)
+	check(c.Partitions >= 1 && c.Partitions <= 1024, "STREAM_PARTITIONS: must be 1..1024, got %d", c.Partitions)
 	check(c.Group != "" && !strings.ContainsAny(c.Group, " \t\r\n"), "CONSUMER_GROUP: must be non-empty without spaces, got %q", c.Group)
 	check(c.Consumer != "" && !strings.ContainsAny(c.Consumer, " \t\r\n"), "CONSUMER_NAME: must not contain spaces, got %q", c.Consumer)
 	check(c.BatchSize >= 1 && c.BatchSize <= 10000, "AGG_BATCH_SIZE: must be 1..10000, got %d", c.BatchSize)

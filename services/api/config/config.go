@@ -22,6 +22,10 @@ type Config struct {
 	Redis redisclient.Config
 	// StreamKey names the key family (stream, summaries, rate-limit keys).
 	StreamKey string `env:"STREAM_KEY" envDefault:"metrics"`
+	// Partitions is the number of stream partitions ({<STREAM_KEY>:<p>}
+	// hash tags, p = 0..Partitions-1); more than one spreads the keys over
+	// the slots of a Redis Cluster.
+	Partitions int `env:"STREAM_PARTITIONS" envDefault:"1"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
@@ -111,6 +115,7 @@ func (c Config) Validate() error {
 	}
 	check(c.Port > 0 && c.Port < 65536, "PORT: must be 1..65535, got %d", c.Port)
 	check(c.StreamKey != "" && !strings.ContainsAny(c.StreamKey, "{} "), "STREAM_KEY: must be non-empty without braces or spaces, got %q", c.StreamKey)
+	check(c.Partitions >= 1 && c.Partitions <= 1024, "STREAM_PARTITIONS: must be 1..1024, got %d", c.Partitions)
 	check(c.Ingest.MaxBatch >= 1, "INGEST_MAX_BATCH: must be >= 1, got %d", c.Ingest.MaxBatch)
 	check(c.Ingest.MaxBodyBytes >= 1024, "INGEST_MAX_BODY_BYTES: must be >= 1024, got %d", c.Ingest.MaxBodyBytes)
 	check(c.RateLimit.Max >= 1, "RATE_LIMIT_MAX: must be >= 1, got %d", c.RateLimit.Max)
