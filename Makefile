@@ -21,7 +21,9 @@ test: ## run every test with -race against a real redis-server each package star
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
 
 run: build ## run api + aggregator against REDIS_URL (starts a Redis when none answers)
-	cd deploy/compose && $(GO) run ./devrun --bin ../../bin
+	cd deploy/compose && $(GO) build -o ../../bin/devrun ./devrun
+	@# exec: devrun gets the terminal's Ctrl-C itself and exits 0 after a clean stop
+	@exec bin/devrun --bin bin
 
 lint: ## gofmt check, go vet and staticcheck on every module
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
