@@ -19,9 +19,10 @@ import (
 
 var (
 	// fixedVars are read by the services but deliberately not taken from
-	// the host: REDIS_URL is the redis service; CONSUMER_NAME must default
+	// the host: REDIS_URL is the redis service and REDIS_CLUSTER says what
+	// kind it is (each compose file fixes both); CONSUMER_NAME must default
 	// per replica.
-	fixedVars = map[string]bool{"REDIS_URL": true, "CONSUMER_NAME": true}
+	fixedVars = map[string]bool{"REDIS_URL": true, "REDIS_CLUSTER": true, "CONSUMER_NAME": true}
 	// wantRedisURL is what both services get.
 	wantRedisURL = "redis://redis:6379"
 )
@@ -107,6 +108,10 @@ func TestDefaultsMatchTheServices(t *testing.T) {
 				case v.Name == "REDIS_URL":
 					if got != wantRedisURL {
 						t.Errorf("REDIS_URL = %q, want %q", got, wantRedisURL)
+					}
+				case v.Name == "REDIS_CLUSTER":
+					if got != "false" {
+						t.Errorf("REDIS_CLUSTER = %q, want it fixed to false: compose.yaml runs one node", got)
 					}
 				case !set:
 					t.Errorf("compose does not pass %s (field %s): it cannot be set through the environment", v.Name, v.Field)

@@ -4,6 +4,16 @@
 // go-redis retries a command up to 3 times by default, also after a read
 // timeout, so a timed-out XADD could be stored twice. We turn retries off
 // (MaxRetries -1): a failed write becomes a 503 and the client decides.
+//
+// With REDIS_CLUSTER=true the same settings build a go-redis cluster client
+// (REDIS_URL then names one or more seed nodes). go-redis counts MOVED/ASK
+// redirects and transport retries (EOF, read timeout, a pipeline re-sent to
+// another node) against one budget, MaxRedirects, so a budget for redirects
+// is also a budget for blind re-sends of a script that may have run. We set
+// it to none: a redirect comes back as an error (a 503 to the client), and
+// go-redis reloads the slot map in the background, so the next call goes to
+// the right node. Redirects only happen while slots move (resharding,
+// failover); docs/operations.md says what that costs.
 package redisclient
 
 import (
@@ -17,7 +27,12 @@ import (
 // Config is the Redis connection configuration shared by every service.
 type Config struct {
 	// URL is redis://[user:password@]host:port[/db] or rediss:// for TLS.
+	// In cluster mode it names the seed nodes in go-redis' cluster form,
+	// redis://[user:password@]h1:p1?addr=h2:p2&addr=h3:p3 (no db).
 	URL string `env:"REDIS_URL" envDefault:"redis://localhost:6379" secret:"url"`
+	// Cluster connects to a Redis Cluster: the slot map is read from the
+	// seed nodes of URL and every key is sent to the node owning its slot.
+	Cluster bool `env:"REDIS_CLUSTER" envDefault:"false"`
 	// DialTimeout bounds connecting to Redis.
 	DialTimeout time.Duration `env:"REDIS_DIAL_TIMEOUT" envDefault:"1s"`
 	// ReadTimeout bounds waiting for one reply (blocking commands get their
@@ -32,7 +47,11 @@ type Config struct {
 
 // Validate reports the first invalid setting, naming its variable.
 func (c Config) Validate() error {
-	if _, err := redis.ParseURL(c.URL); err != nil {
+	if c.Cluster {
+		if _, err := redis.ParseClusterURL(c.URL); err != nil {
+			return fmt.Errorf("REDIS_URL: not a cluster URL (REDIS_CLUSTER=true): %w", err)
+		}
+	} else if _, err := redis.ParseURL(c.URL); err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	for name, d := range map[string]time.Duration{
@@ -70,8 +89,37 @@ func (c Config) Options() (*redis.Options, error) {
 	return opt, nil
 }
 
-// New returns a client for c. It does not connect; the first command does.
+// ClusterOptions turns c into go-redis cluster options with the same policy
+// as Options, applied to every node's client, and no redirects or re-sends
+// (see the package comment).
+func (c Config) ClusterOptions() (*redis.ClusterOptions, error) {
+	opt, err := redis.ParseClusterURL(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse REDIS_URL as a cluster URL: %w", err)
+	}
+	opt.MaxRetries = -1
+	opt.MaxRedirects = -1 // go-redis: -1 means none (0 means its default, 3)
+	opt.ContextTimeoutEnabled = true
+	opt.DialTimeout = c.DialTimeout
+	opt.ReadTimeout = c.ReadTimeout
+	opt.WriteTimeout = c.WriteTimeout
+	opt.DialerRetries = 1
+	if c.PoolSize > 0 {
+		opt.PoolSize = c.PoolSize // per node
+	}
+	return opt, nil
+}
+
+// New returns a client for c: a cluster client when c.Cluster is set, else
+// a single-node client. It does not connect; the first command does.
 func New(c Config) (redis.UniversalClient, error) {
+	if c.Cluster {
+		opt, err := c.ClusterOptions()
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewClusterClient(opt), nil
+	}
 	opt, err := c.Options()
 	if err != nil {
 		return nil, err
