@@ -39,6 +39,7 @@ bench-go: ## Go testing.B benchmarks of the hot paths (decoder, limiter+append, 
 fuzz: ## run each fuzz target for 30s
 	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzDecode$$' -fuzztime 30s ./metric
 	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzScanSimpleAgreesWithGeneralPath$$' -fuzztime 30s ./metric
+	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzSplitSimpleArrayAgreesWithJSON$$' -fuzztime 30s ./metric
 
 clean: ## remove build output
 	rm -rf bin

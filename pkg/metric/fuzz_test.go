@@ -62,3 +62,22 @@ func BenchmarkDecodeSingle(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkDecodeBatch100(b *testing.B) {
+	var sb []byte
+	sb = append(sb, '[')
+	for i := range 100 {
+		if i > 0 {
+			sb = append(sb, ',')
+		}
+		sb = append(sb, `{"timestamp":"2026-02-15T10:00:00Z","value":75.5,"type":"cpu_usage"}`...)
+	}
+	sb = append(sb, ']')
+	b.ReportAllocs()
+	b.SetBytes(int64(len(sb)))
+	for b.Loop() {
+		if _, _, err := metric.Decode(sb, 1000); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package metric
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 )
@@ -49,4 +50,45 @@ func TestScanSimpleRejectsWhatItMustNotJudge(t *testing.T) {
 			t.Errorf("scanSimple accepted %s", s)
 		}
 	}
+}
+
+// FuzzSplitSimpleArrayAgreesWithJSON: whatever the fast splitter accepts,
+// encoding/json must accept too, with the same items byte for byte.
+func FuzzSplitSimpleArrayAgreesWithJSON(f *testing.F) {
+	for _, s := range []string{
+		`[{"timestamp":"2026-02-15T10:00:00Z","value":1,"type":"a"},{"timestamp":"x","value":2,"type":"b"}]`,
+		` [ { "a" : 1 } , {} ] `, `[]`, `[{"a":"}"}]`, `[{"a":[1]}]`, `[{"a":1}`, `[{"a":1},]`, `[{"a":"\"}"}]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		items, ok := splitSimpleArray(raw)
+		if !ok {
+			return
+		}
+		allSimple := true
+		for _, it := range items {
+			if _, ok := scanSimple(it); !ok {
+				allSimple = false
+			}
+		}
+		var ref []json.RawMessage
+		if err := json.Unmarshal(raw, &ref); err != nil {
+			// The splitter does not validate item syntax; Decode re-checks
+			// with encoding/json whenever an item fails. But items that all
+			// pass scanSimple must make a valid body.
+			if allSimple {
+				t.Fatalf("json rejects %q (%v) although every item is simple", raw, err)
+			}
+			return
+		}
+		if len(ref) != len(items) {
+			t.Fatalf("split %d items, json %d, for %q", len(items), len(ref), raw)
+		}
+		for i := range ref {
+			if string(ref[i]) != string(items[i]) {
+				t.Fatalf("item %d: split %q, json %q", i, items[i], ref[i])
+			}
+		}
+	})
 }
