@@ -47,3 +47,17 @@ func (k Keys) Dead(p int) string { return k.Tag(p) + ":dead" }
 func (k Keys) RateLimit(p int, client string) string {
 	return k.Tag(p) + ":rl:" + client
 }
+
+// Bucket is the hash of one metric type's per-minute buckets for one UTC
+// hour in partition p: "{metrics:0}:bucket:cpu_usage:492000". hour is the
+// Unix hour (Unix seconds / 3600); the hash's fields are the minutes of that
+// hour (see pkg/bucket for the field schema). One hash per hour rather than
+// a key per minute keeps a week at 168 keys per type instead of 10,080.
+func (k Keys) Bucket(p int, metricType string, hour int64) string {
+	return k.Tag(p) + ":bucket:" + metricType + ":" + strconv.FormatInt(hour, 10)
+}
+
+// Types is the sorted set of the metric types aggregated in partition p
+// (member: the type, score: its latest event time in Unix microseconds):
+// "{metrics:0}:types".
+func (k Keys) Types(p int) string { return k.Tag(p) + ":types" }

@@ -52,6 +52,12 @@ type Config struct {
 	// Retention is how long processed entries stay in the stream; only
 	// entries older than this and processed by every group are trimmed.
 	Retention time.Duration `env:"STREAM_RETENTION" envDefault:"24h"`
+	// BucketRetention is how long the per-minute buckets behind windowed
+	// summaries and series are kept: each hour's hash expires this long
+	// after the hour ends. Metrics older than this (by event time) when
+	// applied still count in the all-time summary but are not bucketed;
+	// the api reads the same variable to reject older ranges.
+	BucketRetention time.Duration `env:"BUCKET_RETENTION" envDefault:"168h"`
 	// TrimInterval is how often the stream is trimmed.
 	TrimInterval time.Duration `env:"AGG_TRIM_INTERVAL" envDefault:"1m"`
 	// HealthPort serves /health, /livez and /metrics.
@@ -109,6 +115,7 @@ func (c Config) Validate() error {
 	check(c.MaxDeliveries >= 1, "AGG_MAX_DELIVERIES: must be >= 1, got %d", c.MaxDeliveries)
 	check(c.DeadLetterMax >= 1, "DEAD_LETTER_MAX: must be >= 1, got %d", c.DeadLetterMax)
 	check(c.Retention >= 0, "STREAM_RETENTION: must be >= 0, got %s", c.Retention)
+	check(c.BucketRetention >= time.Minute, "BUCKET_RETENTION: must be >= 1m, got %s", c.BucketRetention)
 	check(c.TrimInterval > 0, "AGG_TRIM_INTERVAL: must be > 0, got %s", c.TrimInterval)
 	check(c.HealthPort > 0 && c.HealthPort < 65536, "AGG_HEALTH_PORT: must be 1..65535, got %d", c.HealthPort)
 	check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT: must be > 0, got %s", c.ShutdownTimeout)

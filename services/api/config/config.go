@@ -28,6 +28,11 @@ type Config struct {
 	Partitions int `env:"STREAM_PARTITIONS" envDefault:"1"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// BucketRetention is how long the aggregator keeps per-minute buckets
+	// (the same variable it reads): windowed summaries and series reject a
+	// range that starts before now - BucketRetention or ends after
+	// now + BucketRetention, where no bucket can exist.
+	BucketRetention time.Duration `env:"BUCKET_RETENTION" envDefault:"168h"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 
@@ -62,6 +67,12 @@ type RateLimit struct {
 type Cache struct {
 	// TTL is how long a summary is served without asking Redis.
 	TTL time.Duration `env:"CACHE_TTL" envDefault:"60s"`
+	// PastTTL is how long a windowed summary or series whose range ended
+	// more than TTL ago is served without asking Redis. Such a range only
+	// changes when a metric arrives late (its event time long past), so it
+	// may be cached longer than one ending now. A value below TTL counts
+	// as TTL.
+	PastTTL time.Duration `env:"CACHE_PAST_TTL" envDefault:"10m"`
 	// StaleMax is how long past its TTL an entry is kept for stale-if-error.
 	StaleMax time.Duration `env:"CACHE_STALE_MAX" envDefault:"10m"`
 	// MaxEntries bounds the cache size.
@@ -116,6 +127,7 @@ func (c Config) Validate() error {
 	check(c.Port > 0 && c.Port < 65536, "PORT: must be 1..65535, got %d", c.Port)
 	check(c.StreamKey != "" && !strings.ContainsAny(c.StreamKey, "{} "), "STREAM_KEY: must be non-empty without braces or spaces, got %q", c.StreamKey)
 	check(c.Partitions >= 1 && c.Partitions <= 1024, "STREAM_PARTITIONS: must be 1..1024, got %d", c.Partitions)
+	check(c.BucketRetention >= time.Minute, "BUCKET_RETENTION: must be >= 1m, got %s", c.BucketRetention)
 	check(c.Ingest.MaxBatch >= 1, "INGEST_MAX_BATCH: must be >= 1, got %d", c.Ingest.MaxBatch)
 	check(c.Ingest.MaxBodyBytes >= 1024, "INGEST_MAX_BODY_BYTES: must be >= 1024, got %d", c.Ingest.MaxBodyBytes)
 	check(c.RateLimit.Max >= 1, "RATE_LIMIT_MAX: must be >= 1, got %d", c.RateLimit.Max)
@@ -124,6 +136,7 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	check(c.Cache.TTL > 0, "CACHE_TTL: must be > 0, got %s", c.Cache.TTL)
+	check(c.Cache.PastTTL > 0, "CACHE_PAST_TTL: must be > 0, got %s", c.Cache.PastTTL)
 	check(c.Cache.StaleMax >= 0, "CACHE_STALE_MAX: must be >= 0, got %s", c.Cache.StaleMax)
 	check(c.Cache.MaxEntries >= 1, "CACHE_MAX_ENTRIES: must be >= 1, got %d", c.Cache.MaxEntries)
 	check(c.Cache.ReadTimeout > 0, "CACHE_READ_TIMEOUT: must be > 0, got %s", c.Cache.ReadTimeout)

@@ -68,6 +68,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	m := telemetry.New()
 	applier, err := apply.New(rdb, k, apply.Options{
 		Group: cfg.Group, Consumer: cfg.Consumer, DeadLetterMax: cfg.DeadLetterMax, Logger: log, Metrics: m,
+		BucketRetention: cfg.BucketRetention,
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 // Package apply folds batches of stream entries into the per-type summary
-// hashes, exactly once per entry: one call of apply.lua acknowledges each
-// entry and folds only those its own XACK acknowledged. Entries that cannot
+// hashes, the per-type per-minute buckets (pkg/bucket) and the known-types
+// set, exactly once per entry: one call of apply.lua acknowledges each entry
+// and folds only those its own XACK acknowledged. Entries that cannot
 // be applied (they do not decode, or were delivered too often) go to the
 // dead-letter stream through deadletter.lua, acknowledged in the same script,
 // so nothing is dropped silently and nothing is both folded and
@@ -18,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/resilientanalytics/ra/pkg/bucket"
 	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/summary"
@@ -61,7 +63,23 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receives counters and histograms (default: a private set).
 	Metrics *telemetry.Metrics
+	// BucketRetention is how long per-minute buckets are kept
+	// (BUCKET_RETENTION, default DefaultBucketRetention). A metric whose
+	// event time is more than this before now, or more than this after
+	// now, still counts in the all-time summary but is not bucketed: an
+	// older minute could no longer be queried, and a far-future one would
+	// pin a hash in Redis for as long as its clock is ahead.
+	BucketRetention time.Duration
+	// Now is the clock that decides which metrics are within the retention
+	// (default time.Now). It is the aggregator's clock, not Redis TIME: the
+	// decision picks the bucket keys, and every key a script touches must be
+	// named in KEYS before it runs. Hosts' clocks only move the cut-off by
+	// their skew, at the edge of a 7-day retention.
+	Now func() time.Time
 }
+
+// DefaultBucketRetention is the default BUCKET_RETENTION.
+const DefaultBucketRetention = 7 * 24 * time.Hour
 
 // Applier applies batches for one group on one partition. It is safe for
 // concurrent use.
@@ -89,6 +107,15 @@ func New(rdb redis.Scripter, k keys.Keys, opts Options) (*Applier, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.New()
 	}
+	if opts.BucketRetention == 0 {
+		opts.BucketRetention = DefaultBucketRetention
+	}
+	if opts.BucketRetention < time.Second {
+		return nil, fmt.Errorf("apply: Options.BucketRetention must be >= 1s, got %s", opts.BucketRetention)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return &Applier{
 		rdb:        rdb,
 		keys:       k,
@@ -114,7 +141,8 @@ type Dead struct {
 
 // Result says what happened to a batch.
 type Result struct {
-	// Applied entries were folded into their summary by this call.
+	// Applied entries were folded into their summary (and, within the
+	// retention, their bucket) by this call.
 	Applied int
 	// Duplicates were already acknowledged (applied by someone else).
 	Duplicates int
@@ -186,20 +214,66 @@ func decode(m redis.XMessage) (metric.Metric, error) {
 // falls back to EVAL on NOSCRIPT, so an empty script cache after a Redis
 // restart costs one extra round trip, not an error.
 func (a *Applier) run(ctx context.Context, ids []string, ms []metric.Metric) (applied, dups int, err error) {
-	keyIdx := make(map[string]int, 8)
-	ks := []string{a.stream}
-	args := make([]any, 0, 8+4*len(ms))
+	type bucketID struct {
+		typ  string
+		hour int64
+	}
+	sumIdx := make(map[string]int, 8)
+	bucketIdx := make(map[bucketID]int, 8)
+	var sumKeys, typeNames, bucketKeys []string
+	var hours []any
+	// Per entry: summary ordinal (1-based among summaries) and bucket
+	// ordinal (0 = not bucketed); turned into KEYS indexes below once the
+	// number of summaries is known.
+	sOrd := make([]int, len(ms))
+	bOrd := make([]int, len(ms))
+	now := a.opts.Now().UnixMicro()
+	ret := a.opts.BucketRetention.Microseconds()
+	oldest, newest := now-ret, now+ret
+	for i, m := range ms {
+		s, ok := sumIdx[m.Type]
+		if !ok {
+			sumKeys = append(sumKeys, a.keys.Summary(a.opts.Partition, m.Type))
+			typeNames = append(typeNames, m.Type)
+			s = len(sumKeys)
+			sumIdx[m.Type] = s
+		}
+		sOrd[i] = s
+		us := m.Micros()
+		if us < oldest || us >= newest {
+			continue
+		}
+		id := bucketID{m.Type, bucket.Hour(us)}
+		b, ok := bucketIdx[id]
+		if !ok {
+			bucketKeys = append(bucketKeys, a.keys.Bucket(a.opts.Partition, id.typ, id.hour))
+			hours = append(hours, id.hour)
+			b = len(bucketKeys)
+			bucketIdx[id] = b
+		}
+		bOrd[i] = b
+	}
+
+	ks := make([]string, 0, 2+len(sumKeys)+len(bucketKeys))
+	ks = append(ks, a.stream, a.keys.Types(a.opts.Partition))
+	ks = append(ks, sumKeys...)
+	ks = append(ks, bucketKeys...)
+	firstBucket := 2 + len(sumKeys) // KEYS index of bucket ordinal 1, minus 1
+	args := make([]any, 0, 10+len(typeNames)+len(hours)+5*len(ms))
 	args = append(args, a.opts.Group,
 		summary.FieldCount, summary.FieldSum, summary.FieldMin, summary.FieldMax, summary.FieldFirstTS, summary.FieldLastTS,
-		len(ms))
+		int64(a.opts.BucketRetention/time.Second), len(bucketKeys), len(ms))
+	for _, t := range typeNames {
+		args = append(args, t)
+	}
+	args = append(args, hours...)
 	for i, m := range ms {
-		k, ok := keyIdx[m.Type]
-		if !ok {
-			ks = append(ks, a.keys.Summary(a.opts.Partition, m.Type))
-			k = len(ks) // Lua KEYS are 1-based
-			keyIdx[m.Type] = k
+		b := 0
+		if bOrd[i] > 0 {
+			b = firstBucket + bOrd[i]
 		}
-		args = append(args, ids[i], k, metric.FormatValue(m.Value), m.Micros())
+		// Lua KEYS are 1-based: stream 1, types 2, summaries from 3.
+		args = append(args, ids[i], 2+sOrd[i], b, metric.FormatValue(m.Value), m.Micros())
 	}
 	out, err := a.apply.Run(ctx, a.rdb, ks, args...).Int64Slice()
 	if err != nil {

@@ -1,23 +1,41 @@
 -- apply.lua: acknowledge a batch of stream entries and fold every entry that
--- THIS call acknowledged into its type's summary hash. XACK returns 1 only
--- for the first acknowledgement of an entry, so a redelivered or concurrently
--- claimed entry is folded exactly once, whichever replica gets there first.
+-- THIS call acknowledged into its type's summary hash, its type's per-minute
+-- bucket (by event time) and the known-types set. XACK returns 1 only for the
+-- first acknowledgement of an entry, so a redelivered or concurrently claimed
+-- entry is folded exactly once, whichever replica gets there first: summary,
+-- bucket and types move together or not at all.
 --
--- KEYS[1]     the stream, e.g. {metrics:0}:stream
--- KEYS[2..]   every distinct summary hash of the batch, e.g. {metrics:0}:summary:cpu
--- ARGV[1]     consumer group
--- ARGV[2..7]  summary field names: count, sum, min, max, first ts, last ts
---             (passed in so the names live only in Go, pkg/summary)
--- ARGV[8]     n, the number of entries
--- ARGV[9..]   n groups of 4: entry id, index of its summary in KEYS (2..#KEYS),
---             value (finite number), ts (integer Unix microseconds, 0..2^53)
+-- KEYS[1]          the stream, e.g. {metrics:0}:stream
+-- KEYS[2]          the known-types sorted set, e.g. {metrics:0}:types
+-- KEYS[3..2+ns]    every distinct summary hash of the batch, e.g. {metrics:0}:summary:cpu
+-- KEYS[3+ns..]     every distinct bucket hash of the batch (nb of them),
+--                  e.g. {metrics:0}:bucket:cpu:492000 (type, Unix hour)
+-- ARGV[1]          consumer group
+-- ARGV[2..7]       summary field names: count, sum, min, max, first ts, last ts
+--                  (passed in so the names live only in Go, pkg/summary)
+-- ARGV[8]          bucket retention in seconds: a bucket hash expires at the
+--                  end of its hour + this (EXPIREAT)
+-- ARGV[9]          nb, the number of bucket hashes in KEYS
+-- ARGV[10]         n, the number of entries
+-- ARGV[11..10+ns]  the metric type of each summary key, in KEYS order
+--                  (the member written to the types set)
+-- next nb          the Unix hour of each bucket key, in KEYS order
+-- next n × 5       entry id, index of its summary in KEYS, index of its
+--                  bucket in KEYS or 0 (not bucketed: outside the retention,
+--                  decided by the caller), value (finite number), ts (integer
+--                  Unix microseconds, 0..2^53)
+--
+-- Bucket fields are minute offsets "0".."59", each "<count> <sum> <min> <max>"
+-- (pkg/bucket). The types set's score is the type's latest event time in
+-- Unix microseconds, raised with ZADD GT (never lowered).
 --
 -- Returns {applied, duplicates}: entries folded, and entries skipped because
 -- their XACK returned 0 (already acknowledged).
 --
--- Redis does not roll back a script that fails half-way, so every argument
--- and every existing summary is checked BEFORE the first write: on bad input
--- the script returns an error and has acknowledged and folded nothing.
+-- Redis does not roll back a script that fails half-way, so every argument,
+-- every existing summary and every bucket minute the batch may touch is
+-- checked BEFORE the first write: on bad input the script returns an error
+-- and has acknowledged and folded nothing.
 
 local function fail(msg)
   return redis.error_reply('ERR apply: ' .. msg)
@@ -25,29 +43,65 @@ end
 
 local group = ARGV[1]
 local F_COUNT, F_SUM, F_MIN, F_MAX, F_FIRST, F_LAST = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local n = tonumber(ARGV[8])
+local retention = tonumber(ARGV[8])
+local nb = tonumber(ARGV[9])
+local n = tonumber(ARGV[10])
 if not group or group == '' then return fail('empty group') end
 if not F_LAST then return fail('missing summary field names') end
+if not retention or retention < 0 or retention ~= math.floor(retention) then return fail('bad retention') end
+if not nb or nb < 0 or nb ~= math.floor(nb) then return fail('bad bucket count') end
 if not n or n < 0 or n ~= math.floor(n) then return fail('bad entry count') end
-if #ARGV ~= 8 + 4 * n then return fail('expected ' .. (8 + 4 * n) .. ' args, got ' .. #ARGV) end
+local ns = #KEYS - 2 - nb
+if ns < 0 then return fail('bad key count') end
+local base = 10 + ns + nb
+if #ARGV ~= base + 5 * n then return fail('expected ' .. (base + 5 * n) .. ' args, got ' .. #ARGV) end
+
+local S_FIRST, S_LAST = 3, 2 + ns
+local B_FIRST = 3 + ns
+local HOUR, MINUTE = 3600000000, 60000000
+local types = {}
+for k = S_FIRST, S_LAST do
+  types[k] = ARGV[11 + (k - S_FIRST)]
+  if types[k] == '' then return fail('empty type') end
+end
+local hours = {}
+for k = B_FIRST, #KEYS do
+  local h = tonumber(ARGV[11 + ns + (k - B_FIRST)])
+  if not h or h < 0 or h ~= math.floor(h) then return fail('bad hour of ' .. KEYS[k]) end
+  hours[k] = h
+end
 
 local MAX_TS = 9007199254740992 -- 2^53: larger integers are not exact in a Lua number
-local ids, idx, vals, tss = {}, {}, {}, {}
+local ids, sidx, bidx, mins, vals, tss = {}, {}, {}, {}, {}, {}
+local want = {} -- bucket index -> {minute -> true}: the fields to read first
 for i = 1, n do
-  local b = 8 + (i - 1) * 4
-  local id, k, v, ts = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local b = base + (i - 1) * 5
+  local id, k, bk, v, ts = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   if not string.match(id, '^%d+%-%d+$') then return fail('entry ' .. i .. ': bad id') end
-  if not k or k ~= math.floor(k) or k < 2 or k > #KEYS then return fail('entry ' .. i .. ': bad key index') end
+  if not k or k ~= math.floor(k) or k < S_FIRST or k > S_LAST then return fail('entry ' .. i .. ': bad key index') end
   -- v ~= v is NaN; strtod also accepts "inf".
   if not v or v ~= v or v == math.huge or v == -math.huge then return fail('entry ' .. i .. ': value not finite') end
   if not ts or ts ~= math.floor(ts) or ts < 0 or ts > MAX_TS then return fail('entry ' .. i .. ': bad ts') end
-  ids[i], idx[i], vals[i], tss[i] = id, k, v, ts
+  if not bk or bk ~= math.floor(bk) or (bk ~= 0 and (bk < B_FIRST or bk > #KEYS)) then
+    return fail('entry ' .. i .. ': bad bucket index')
+  end
+  local m = 0
+  if bk ~= 0 then
+    local off = ts - hours[bk] * HOUR
+    if off < 0 or off >= HOUR then return fail('entry ' .. i .. ': ts outside the hour of ' .. KEYS[bk]) end
+    m = math.floor(off / MINUTE)
+    local w = want[bk]
+    if not w then w = {}; want[bk] = w end
+    w[m] = true
+  end
+  ids[i], sidx[i], bidx[i], mins[i], vals[i], tss[i] = id, k, bk, m, v, ts
 end
 
--- Read every summary of the batch before writing anything: a corrupt hash
--- must stop the batch here, not after its entries were acknowledged.
+-- Read every summary and every bucket minute of the batch before writing
+-- anything: a corrupt hash must stop the batch here, not after its entries
+-- were acknowledged.
 local cur = {}
-for k = 2, #KEYS do
+for k = S_FIRST, S_LAST do
   local h = redis.call('HMGET', KEYS[k], F_COUNT, F_SUM, F_MIN, F_MAX, F_FIRST, F_LAST)
   if h[1] then
     local s = { tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), tonumber(h[4]), tonumber(h[5]), tonumber(h[6]) }
@@ -57,14 +111,33 @@ for k = 2, #KEYS do
     cur[k] = s
   end
 end
+local bcur = {} -- bucket index -> {minute -> {count, sum, min, max}}
+for bk, w in pairs(want) do
+  local fields = {}
+  for m in pairs(w) do fields[#fields + 1] = tostring(m) end
+  local vs = redis.call('HMGET', KEYS[bk], unpack(fields))
+  local cells = {}
+  for j = 1, #fields do
+    local raw = vs[j]
+    if raw then
+      local c, s, lo, hi = string.match(raw, '^(%S+) (%S+) (%S+) (%S+)$')
+      c, s, lo, hi = tonumber(c), tonumber(s), tonumber(lo), tonumber(hi)
+      if not (c and s and lo and hi) then
+        return fail('bucket ' .. KEYS[bk] .. ' minute ' .. fields[j] .. ' is corrupt')
+      end
+      cells[tonumber(fields[j])] = { c, s, lo, hi }
+    end
+  end
+  bcur[bk] = cells
+end
 
 -- First write: acknowledge, and fold only what this XACK acknowledged.
 local applied, dups = 0, 0
-local acc = {}
+local acc, bacc, seen = {}, {}, {}
 for i = 1, n do
   if redis.call('XACK', KEYS[1], group, ids[i]) == 1 then
     applied = applied + 1
-    local k, v, ts = idx[i], vals[i], tss[i]
+    local k, v, ts = sidx[i], vals[i], tss[i]
     local a = acc[k]
     if not a then
       acc[k] = { 1, v, v, v, ts, ts }
@@ -76,13 +149,28 @@ for i = 1, n do
       if ts < a[5] then a[5] = ts end
       if ts > a[6] then a[6] = ts end
     end
+    local bk = bidx[i]
+    if bk ~= 0 then
+      local cells = bacc[bk]
+      if not cells then cells = {}; bacc[bk] = cells end
+      local c = cells[mins[i]]
+      if not c then
+        cells[mins[i]] = { 1, v, v, v }
+      else
+        c[1] = c[1] + 1
+        c[2] = c[2] + v
+        if v < c[3] then c[3] = v end
+        if v > c[4] then c[4] = v end
+      end
+    end
   else
     dups = dups + 1
   end
 end
 
 -- One HSET per summary; floats keep full precision (%.17g), count and
--- timestamps stay integers.
+-- timestamps stay integers. The types set gets one ZADD for the batch.
+local zargs = {}
 for k, a in pairs(acc) do
   local s = cur[k]
   if s then
@@ -100,6 +188,36 @@ for k, a in pairs(acc) do
     F_MAX, string.format('%.17g', a[4]),
     F_FIRST, string.format('%d', a[5]),
     F_LAST, string.format('%d', a[6]))
+  -- The batch's latest event time of this type; GT keeps the larger of it
+  -- and what the set holds, so an old entry never lowers last-seen.
+  zargs[#zargs + 1] = string.format('%d', a[6])
+  zargs[#zargs + 1] = types[k]
+end
+-- In chunks: unpack is bounded by the Lua C stack (~8000 values), and a
+-- batch may carry thousands of types.
+for from = 1, #zargs, 1000 do
+  redis.call('ZADD', KEYS[2], 'GT', unpack(zargs, from, math.min(from + 999, #zargs)))
+end
+
+-- One HSET (every minute the batch touched) and one EXPIREAT per bucket
+-- hash. The expiry is absolute (end of the hour + retention), so repeating
+-- it is harmless and a late metric cannot extend an hour's life.
+for bk, cells in pairs(bacc) do
+  local prev = bcur[bk]
+  local hargs = {}
+  for m, c in pairs(cells) do
+    local p = prev[m]
+    if p then
+      c[1] = c[1] + p[1]
+      c[2] = c[2] + p[2]
+      if p[3] < c[3] then c[3] = p[3] end
+      if p[4] > c[4] then c[4] = p[4] end
+    end
+    hargs[#hargs + 1] = tostring(m)
+    hargs[#hargs + 1] = string.format('%d %.17g %.17g %.17g', c[1], c[2], c[3], c[4])
+  end
+  redis.call('HSET', KEYS[bk], unpack(hargs))
+  redis.call('EXPIREAT', KEYS[bk], string.format('%d', (hours[bk] + 1) * 3600 + retention))
 end
 
 return { applied, dups }

@@ -16,37 +16,58 @@ import (
 // TestScriptRejectsBadBatchWithoutWriting calls apply.lua with arguments the
 // Go side would never build, to prove the script checks everything before
 // its first write: a batch with one bad entry leaves every entry pending
-// (none acknowledged without being folded) and no summary written.
+// (none acknowledged without being folded) and no summary, bucket or type
+// written.
 func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
 	k := keys.New("metrics")
-	stream, sum := k.Stream(0), k.Summary(0, "cpu")
+	const hour = 1 // the Unix hour of the bucket key: ts 3600e6 .. 7200e6-1
+	stream, types, sum, bkt := k.Stream(0), k.Types(0), k.Summary(0, "cpu"), k.Bucket(0, "cpu", hour)
 	if err := rdb.XGroupCreateMkStream(ctx, stream, "g", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
 	fields := []any{summary.FieldCount, summary.FieldSum, summary.FieldMin, summary.FieldMax, summary.FieldFirstTS, summary.FieldLastTS}
 	script := redis.NewScript(applySrc)
+	// header builds ARGV up to the entries: one summary (type cpu, KEYS[3])
+	// and one bucket (hour 1, KEYS[4]).
+	header := func(retention any, n int) []any {
+		args := append([]any{"g"}, fields...)
+		return append(args, retention, 1, n, "cpu", hour)
+	}
+	const ts1, ts2 = 3600_000_000 + 1, 3600_000_000 + 60_000_000
 
 	tests := []struct {
-		name string
-		bad  []any // the last entry's id, key index, value, ts ("" id = use a real one)
-		want string
+		name      string
+		retention any
+		bad       []any // the last entry's id, summary index, bucket index, value, ts ("" id = use a real one)
+		setup     func()
+		want      string
 	}{
-		{"value not a number", []any{"", 2, "abc", 1}, "value not finite"},
-		{"value nan", []any{"", 2, "nan", 1}, "value not finite"},
-		{"value inf", []any{"", 2, "inf", 1}, "value not finite"},
-		{"ts fractional", []any{"", 2, 1, "1.5"}, "bad ts"},
-		{"ts negative", []any{"", 2, 1, "-1"}, "bad ts"},
-		{"ts beyond 2^53", []any{"", 2, 1, "9007199254740993000"}, "bad ts"},
-		{"key index is the stream", []any{"", 1, 1, 1}, "bad key index"},
-		{"key index out of range", []any{"", 3, 1, 1}, "bad key index"},
-		{"bad id", []any{"x-1", 2, 1, 1}, "bad id"},
+		{"value not a number", 60, []any{"", 3, 4, "abc", ts1}, nil, "value not finite"},
+		{"value nan", 60, []any{"", 3, 4, "nan", ts1}, nil, "value not finite"},
+		{"value inf", 60, []any{"", 3, 4, "inf", ts1}, nil, "value not finite"},
+		{"ts fractional", 60, []any{"", 3, 0, 1, "1.5"}, nil, "bad ts"},
+		{"ts negative", 60, []any{"", 3, 0, 1, "-1"}, nil, "bad ts"},
+		{"ts beyond 2^53", 60, []any{"", 3, 0, 1, "9007199254740993000"}, nil, "bad ts"},
+		{"key index is the stream", 60, []any{"", 1, 4, 1, ts1}, nil, "bad key index"},
+		{"key index is the types set", 60, []any{"", 2, 4, 1, ts1}, nil, "bad key index"},
+		{"key index is a bucket", 60, []any{"", 4, 4, 1, ts1}, nil, "bad key index"},
+		{"bucket index is a summary", 60, []any{"", 3, 3, 1, ts1}, nil, "bad bucket index"},
+		{"bucket index out of range", 60, []any{"", 3, 5, 1, ts1}, nil, "bad bucket index"},
+		{"ts outside the bucket's hour", 60, []any{"", 3, 4, 1, 7200_000_000}, nil, "outside the hour"},
+		{"bad id", 60, []any{"x-1", 3, 4, 1, ts1}, nil, "bad id"},
+		{"bad retention", "-5", []any{"", 3, 4, 1, ts1}, nil, "bad retention"},
+		{"corrupt bucket minute", 60, []any{"", 3, 4, 1, ts2}, func() { rdb.HSet(ctx, bkt, "1", "garbage") }, "minute 1 is corrupt"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ids := streamtest.Add(t, rdb, stream, streamtest.Metric("cpu", 1, 1), streamtest.Metric("cpu", 2, 2), streamtest.Metric("cpu", 3, 3))
+			rdb.Del(ctx, bkt)
+			if tt.setup != nil {
+				tt.setup()
+			}
+			ids := streamtest.Add(t, rdb, stream, streamtest.Metric("cpu", 1, 3601), streamtest.Metric("cpu", 2, 3602), streamtest.Metric("cpu", 3, 3603))
 			if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 10, Block: -1}).Err(); err != nil {
 				t.Fatal(err)
 			}
@@ -55,18 +76,21 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 			if bad[0] == "" {
 				bad[0] = ids[2]
 			}
-			args := append([]any{"g"}, fields...)
-			args = append(args, 3, ids[0], 2, 1, 1, ids[1], 2, 2, 2)
+			args := header(tt.retention, 3)
+			args = append(args, ids[0], 3, 4, 1, ts1, ids[1], 3, 4, 2, ts1)
 			args = append(args, bad...)
-			err := script.Run(ctx, rdb, []string{stream, sum}, args...).Err()
+			err := script.Run(ctx, rdb, []string{stream, types, sum, bkt}, args...).Err()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 			if after := streamtest.Pending(t, rdb, stream, "g"); after != before {
 				t.Errorf("pending %d -> %d: the script acknowledged entries before failing", before, after)
 			}
-			if n := rdb.Exists(ctx, sum).Val(); n != 0 {
-				t.Error("the script wrote a summary before failing")
+			if n := rdb.Exists(ctx, sum, types).Val(); n != 0 {
+				t.Error("the script wrote a summary or a type before failing")
+			}
+			if h := rdb.HGetAll(ctx, bkt).Val(); len(h) > 0 && tt.setup == nil {
+				t.Errorf("the script wrote a bucket before failing: %v", h)
 			}
 			// Clean up for the next case: acknowledge by hand.
 			rdb.XAck(ctx, stream, "g", ids...)
@@ -74,9 +98,15 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 	}
 
 	t.Run("wrong argument count", func(t *testing.T) {
+		args := append(header(60, 2), "1-1", 3, 4, 1, ts1)
+		if err := script.Run(ctx, rdb, []string{stream, types, sum, bkt}, args...).Err(); err == nil || !strings.Contains(err.Error(), "args") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("more bucket keys than keys", func(t *testing.T) {
 		args := append([]any{"g"}, fields...)
-		args = append(args, 2, "1-1", 2, 1, 1)
-		if err := script.Run(ctx, rdb, []string{stream, sum}, args...).Err(); err == nil || !strings.Contains(err.Error(), "args") {
+		args = append(args, 60, 5, 0)
+		if err := script.Run(ctx, rdb, []string{stream, types, sum, bkt}, args...).Err(); err == nil || !strings.Contains(err.Error(), "bad key count") {
 			t.Errorf("err = %v", err)
 		}
 	})

@@ -1,0 +1,27 @@
+package keys_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/resilientanalytics/ra/pkg/keys"
+)
+
+func TestBucketAndTypesKeys(t *testing.T) {
+	k := keys.New("")
+	if got, want := k.Bucket(0, "cpu_usage", 492000), "{metrics:0}:bucket:cpu_usage:492000"; got != want {
+		t.Errorf("bucket %q, want %q", got, want)
+	}
+	if got, want := keys.New("m2").Types(3), "{m2:3}:types"; got != want {
+		t.Errorf("types %q, want %q", got, want)
+	}
+}
+
+func ExampleKeys_Bucket() {
+	k := keys.New("metrics")
+	fmt.Println(k.Bucket(0, "cpu_usage", 1771149600/3600))
+	fmt.Println(k.Types(0))
+	// Output:
+	// {metrics:0}:bucket:cpu_usage:491986
+	// {metrics:0}:types
+}
