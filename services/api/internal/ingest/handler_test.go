@@ -51,7 +51,7 @@ func TestStoreAppendErrorWrapsUnavailable(t *testing.T) {
 	srv.RequireReal(t)
 	rdb, _ := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer rdb.Close()
-	store := ingest.NewStore(rdb, keys.New(""), ratelimit.Policy{Max: 5, Window: time.Minute})
+	store := ingest.NewStore(rdb, keys.New(""), 1, ratelimit.Policy{Max: 5, Window: time.Minute})
 	defer store.Close()
 	srv.Kill(t)
 	_, err := store.Append(context.Background(), "c", []metric.Metric{{Timestamp: time.Unix(1, 0), Value: 1, Type: "a"}})
@@ -67,7 +67,7 @@ func BenchmarkIngest(b *testing.B) {
 	rdb, _ := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer rdb.Close()
 	policy := ratelimit.Policy{Max: 1 << 30, Window: time.Minute}
-	store := ingest.NewStore(rdb, keys.New(""), policy)
+	store := ingest.NewStore(rdb, keys.New(""), 1, policy)
 	defer store.Close()
 	h := ingest.NewHandler(store, policy,
 		ingest.Limits{MaxBodyBytes: 1 << 20, MaxBatch: 1000}, &counter{}, slog.New(slog.DiscardHandler))

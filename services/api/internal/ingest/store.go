@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,9 +28,10 @@ var ErrUnavailable = errors.New("metrics store unavailable")
 // Store checks the rate limit and appends metrics in one script call per
 // request; the calls of concurrent requests share pipelines.
 type Store struct {
-	keys   keys.Keys
-	policy ratelimit.Policy
-	pipe   *coalescer
+	keys       keys.Keys
+	partitions int
+	policy     ratelimit.Policy
+	pipe       *coalescer
 }
 
 // Pipeline settings: enough flushers that one slow pipeline does not hold
@@ -40,14 +42,15 @@ const (
 	pipelineTimeout  = 3 * time.Second
 )
 
-// NewStore returns a Store writing to the stream of k. A disabled policy
-// (Max 0) appends without counting. Close it after the HTTP server has
-// drained.
-func NewStore(rdb redis.UniversalClient, k keys.Keys, policy ratelimit.Policy) *Store {
+// NewStore returns a Store writing to the partitions streams of k (at least
+// one). A disabled policy (Max 0) appends without counting. Close it after
+// the HTTP server has drained.
+func NewStore(rdb redis.UniversalClient, k keys.Keys, partitions int, policy ratelimit.Policy) *Store {
+	partitions = max(partitions, 1)
 	head := func() []any {
 		return []any{policy.Max, policy.Window.Milliseconds(), fieldsPerMetric}
 	}
-	return &Store{keys: k, policy: policy,
+	return &Store{keys: k, partitions: partitions, policy: policy,
 		pipe: newCoalescer(rdb, redis.NewScript(appendSource), head, pipelineFlushers, pipelineMaxCalls, pipelineTimeout)}
 }
 
@@ -62,9 +65,25 @@ type Result struct {
 	IDs []string
 }
 
-// partition picks the stream partition of a client. There is one until
-// partitioning lands; the rate-limit key and the stream then share a slot.
-func (s *Store) partition(string) int { return 0 }
+// partition picks the stream partition of a client: FNV-1a of the client
+// key, mod the partition count. A client always lands on the same
+// partition, so its rate-limit counter and the stream it appends to share
+// one hash tag (one cluster slot) and one script call can do both; its
+// metrics keep their order; and clients spread evenly over the partitions.
+// Every api replica computes the same partition, so the quota stays shared.
+func (s *Store) partition(client string) int {
+	return Partition(client, s.partitions)
+}
+
+// Partition is the partition of client among n (FNV-1a mod n).
+func Partition(client string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(client))
+	return int(h.Sum32() % uint32(n))
+}
 
 // Append counts the request against client's quota and, when allowed,
 // appends ms to the stream. It returns ratelimit.ErrLimited when the client

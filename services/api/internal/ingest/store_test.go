@@ -3,9 +3,13 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
@@ -21,7 +25,7 @@ func newStore(t *testing.T, srv *redistest.Server, policy ratelimit.Policy) *ing
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := ingest.NewStore(rdb, keys.New(""), policy)
+	store := ingest.NewStore(rdb, keys.New(""), 1, policy)
 	t.Cleanup(func() { store.Close(); rdb.Close() })
 	return store
 }
@@ -118,5 +122,78 @@ func TestAppendAfterCloseFails(t *testing.T) {
 	store.Close()
 	if _, err := store.Append(context.Background(), "c", metrics(1, "a")); !errors.Is(err, ingest.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestPartitionIsStableAndSpreads(t *testing.T) {
+	if p := ingest.Partition("anything", 1); p != 0 {
+		t.Fatalf("one partition: got %d", p)
+	}
+	counts := make([]int, 4)
+	for i := range 4000 {
+		client := "10.0." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256)
+		p := ingest.Partition(client, 4)
+		if p != ingest.Partition(client, 4) {
+			t.Fatal("not deterministic")
+		}
+		counts[p]++
+	}
+	for p, n := range counts {
+		if n < 800 || n > 1200 {
+			t.Errorf("partition %d got %d of 4000 clients: %v", p, n, counts)
+		}
+	}
+}
+
+// On a Redis Cluster concurrent appends for several partitions share one
+// pipeline, which go-redis splits per node; after SCRIPT FLUSH on every node
+// each node answers NOSCRIPT on its own and the EVAL re-send must reach
+// each one. Every append succeeds exactly once, in its client's partition.
+func TestClusterPipelinedAppendsAndNoScriptPerNode(t *testing.T) {
+	c := redistest.StartCluster(t, 3, redistest.ClusterOptions{})
+	rdb, err := redisclient.New(redisclient.Config{URL: c.URL(), Cluster: true, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const parts = 4
+	k := keys.New("")
+	store := ingest.NewStore(rdb, k, parts, ratelimit.Policy{Max: 1000, Window: time.Minute})
+	t.Cleanup(func() { store.Close(); rdb.Close() })
+	check := c.Client(t)
+	ctx := context.Background()
+	want := make([]int64, parts)
+	for round := range 3 {
+		if round > 0 {
+			for _, a := range c.Addrs() {
+				n := redis.NewClient(&redis.Options{Addr: a})
+				if err := n.ScriptFlush(ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+				n.Close()
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for i := range 64 {
+			client := "client-" + strconv.Itoa(i)
+			want[ingest.Partition(client, parts)] += 2
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := store.Append(ctx, client, metrics(2, "t")); err != nil {
+					errs <- fmt.Errorf("round %d %s: %w", round, client, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	for p := range parts {
+		if n := check.XLen(ctx, k.Stream(p)).Val(); n != want[p] {
+			t.Errorf("partition %d: %d entries, want %d", p, n, want[p])
+		}
 	}
 }

@@ -68,7 +68,7 @@ func New(d Deps) (*API, error) {
 	}
 	k := keys.New(d.Config.StreamKey)
 	policy := Policy(d.Config.RateLimit)
-	store := ingest.NewStore(d.Redis, k, policy)
+	store := ingest.NewStore(d.Redis, k, d.Config.Partitions, policy)
 	ingestHandler := ingest.NewHandler(store, policy,
 		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, d.Log)
 
