@@ -1,5 +1,6 @@
-// Command aggregator consumes the metrics stream as a member of a consumer
-// group and folds every entry into its type's summary hash exactly once.
+// Command aggregator consumes the metrics streams (one per partition,
+// STREAM_PARTITIONS) as a member of each partition's consumer group and folds
+// every entry into its partition's summary hash of its type exactly once.
 // Configuration comes from the environment (see package config); it exits 2
 // on an invalid configuration and 0 after a clean SIGTERM or SIGINT.
 package main
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/resilientanalytics/ra/pkg/httpserver"
@@ -51,10 +53,59 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-// run wires the components and runs them until ctx ends. Stop order: the
-// read loop finishes its batch, the recovery and trim loops stop, then the
-// consumer leaves the group (only if it owns no pending entry) and the health
-// server shuts down last, so /health answers while the batch is finished.
+// partition is the set of components that consume one partition: each
+// partition has its own stream and group, so its own read loop, recovery
+// (claims and dead letters) and trimming.
+type partition struct {
+	index   int
+	stream  string
+	cons    *consumer.Consumer
+	rec     *recovery.Reclaimer
+	trimmer *trim.Trimmer
+}
+
+// newPartition builds the components of partition p.
+func newPartition(rdb redis.UniversalClient, cfg config.Config, k keys.Keys, p int, log *slog.Logger, m *telemetry.Metrics) (*partition, error) {
+	stream := k.Stream(p)
+	log = log.With("partition", p)
+	applier, err := apply.New(rdb, k, apply.Options{
+		Group: cfg.Group, Consumer: cfg.Consumer, Partition: p, DeadLetterMax: cfg.DeadLetterMax, Logger: log, Metrics: m,
+		BucketRetention: cfg.BucketRetention,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cons, err := consumer.New(rdb, applier, consumer.Options{
+		Stream: stream, Group: cfg.Group, Name: cfg.Consumer, BatchSize: cfg.BatchSize, Block: cfg.Block,
+		MaxDeliveries: cfg.MaxDeliveries, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec, err := recovery.New(rdb, applier, recovery.Options{
+		Stream: stream, Group: cfg.Group, Consumer: cfg.Consumer, Interval: cfg.ClaimInterval,
+		MinIdle: cfg.ClaimMinIdle, MaxDeliveries: cfg.MaxDeliveries, BatchSize: cfg.BatchSize,
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m,
+	})
+	if err != nil {
+		return nil, err
+	}
+	trimmer, err := trim.New(rdb, trim.Options{
+		Stream: stream, Retention: cfg.Retention, Interval: cfg.TrimInterval, Logger: log, Metrics: m,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &partition{index: p, stream: stream, cons: cons, rec: rec, trimmer: trimmer}, nil
+}
+
+// run wires the components and runs them until ctx ends: for each of the
+// STREAM_PARTITIONS partitions a read loop, a recovery loop and a trim loop,
+// all under one errgroup. Stop order: the read loops finish their batches,
+// the recovery and trim loops stop, then the consumer leaves each
+// partition's group (only where it owns no pending entry) and the health
+// server shuts down last, so /health answers while the batches are
+// finished.
 func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log.Info("effective config", cfg.Describe()...)
 	rdb, err := redisclient.New(cfg.Redis)
@@ -64,37 +115,18 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer rdb.Close()
 
 	k := keys.New(cfg.StreamKey)
-	stream := k.Stream(0)
 	m := telemetry.New()
-	applier, err := apply.New(rdb, k, apply.Options{
-		Group: cfg.Group, Consumer: cfg.Consumer, DeadLetterMax: cfg.DeadLetterMax, Logger: log, Metrics: m,
-		BucketRetention: cfg.BucketRetention,
-	})
-	if err != nil {
-		return err
+	parts := make([]*partition, 0, cfg.Partitions)
+	hparts := make([]health.Partition, 0, cfg.Partitions)
+	for p := range cfg.Partitions {
+		part, err := newPartition(rdb, cfg, k, p, log, m)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, part)
+		hparts = append(hparts, health.Partition{Index: p, Stream: part.stream, Loop: part.cons})
 	}
-	cons, err := consumer.New(rdb, applier, consumer.Options{
-		Stream: stream, Group: cfg.Group, Name: cfg.Consumer, BatchSize: cfg.BatchSize, Block: cfg.Block,
-		MaxDeliveries: cfg.MaxDeliveries, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m,
-	})
-	if err != nil {
-		return err
-	}
-	rec, err := recovery.New(rdb, applier, recovery.Options{
-		Stream: stream, Group: cfg.Group, Consumer: cfg.Consumer, Interval: cfg.ClaimInterval,
-		MinIdle: cfg.ClaimMinIdle, MaxDeliveries: cfg.MaxDeliveries, BatchSize: cfg.BatchSize,
-		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m,
-	})
-	if err != nil {
-		return err
-	}
-	trimmer, err := trim.New(rdb, trim.Options{
-		Stream: stream, Retention: cfg.Retention, Interval: cfg.TrimInterval, Logger: log, Metrics: m,
-	})
-	if err != nil {
-		return err
-	}
-	checker, err := health.New(rdb, cons, health.Options{Stream: stream, Group: cfg.Group, Logger: log, Metrics: m})
+	checker, err := health.New(rdb, hparts, health.Options{Group: cfg.Group, Logger: log, Metrics: m})
 	if err != nil {
 		return err
 	}
@@ -109,11 +141,14 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- httpserver.ListenAndServe(srvCtx, srv, addr, hcfg) }()
 
-	log.Info("aggregator started", "stream", stream, "group", cfg.Group, "consumer", cfg.Consumer, "health_addr", addr)
+	log.Info("aggregator started", "stream", k.Stream(0), "partitions", cfg.Partitions, "group", cfg.Group,
+		"consumer", cfg.Consumer, "health_addr", addr)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return cons.Run(gctx) })
-	g.Go(func() error { return rec.Run(gctx) })
-	g.Go(func() error { return trimmer.Run(gctx) })
+	for _, p := range parts {
+		g.Go(func() error { return p.cons.Run(gctx) })
+		g.Go(func() error { return p.rec.Run(gctx) })
+		g.Go(func() error { return p.trimmer.Run(gctx) })
+	}
 	g.Go(func() error { return checker.Run(gctx) })
 	g.Go(func() error {
 		// A health server that cannot start (port taken) stops the service.
@@ -132,12 +167,15 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
-	if left, err := cons.Leave(lctx); err != nil {
-		log.Warn("could not leave the group; the consumer stays registered", "err", err)
-	} else if left {
-		log.Info("left the group", "consumer", cfg.Consumer)
-	} else {
-		log.Warn("kept the consumer: it still owns pending entries, another replica will claim them", "consumer", cfg.Consumer)
+	for _, p := range parts {
+		plog := log.With("partition", p.index, "stream", p.stream)
+		if left, err := p.cons.Leave(lctx); err != nil {
+			plog.Warn("could not leave the group; the consumer stays registered", "err", err)
+		} else if left {
+			plog.Info("left the group", "consumer", cfg.Consumer)
+		} else {
+			plog.Warn("kept the consumer: it still owns pending entries, another replica will claim them", "consumer", cfg.Consumer)
+		}
 	}
 
 	stopSrv()

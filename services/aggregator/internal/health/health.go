@@ -1,8 +1,9 @@
 // Package health serves the aggregator's small HTTP surface: GET /health
-// (Redis answers PING and the consume loop is alive, with the group's pending
-// count, lag and the time of the last batch), GET /livez (the process only)
-// and GET /metrics (Prometheus). It also refreshes the lag and pending gauges
-// periodically, so /metrics does not query Redis on every scrape.
+// (Redis answers PING and the consume loop of every partition is alive, with
+// the group's pending count and lag per partition and in total, and the time
+// of the last batch), GET /livez (the process only) and GET /metrics
+// (Prometheus). It also refreshes the lag and pending gauges periodically,
+// so /metrics does not query Redis on every scrape.
 package health
 
 import (
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,10 +28,20 @@ type Loop interface {
 	StaleAfter() time.Duration
 }
 
+// Partition is one partition to report on: its stream and its consume loop.
+type Partition struct {
+	// Index is the partition number p (the label in /metrics).
+	Index int
+	// Stream is the partition's stream key.
+	Stream string
+	// Loop is the partition's consume loop.
+	Loop Loop
+}
+
 // Options configure a Checker; zero values get defaults.
 type Options struct {
-	// Stream and Group identify the group to report on. Required.
-	Stream, Group string
+	// Group identifies the group to report on. Required.
+	Group string
 	// Timeout bounds the Redis calls of one /health request (default 1s:
 	// "PING within 1s").
 	Timeout time.Duration
@@ -47,15 +59,20 @@ type Options struct {
 
 // Checker answers health requests.
 type Checker struct {
-	rdb  redis.Cmdable
-	loop Loop
-	opts Options
+	rdb   redis.Cmdable
+	parts []Partition
+	opts  Options
 }
 
-// New returns a Checker.
-func New(rdb redis.Cmdable, loop Loop, opts Options) (*Checker, error) {
-	if opts.Stream == "" || opts.Group == "" {
-		return nil, errors.New("health: Options.Stream and Group are required")
+// New returns a Checker for the partitions parts (at least one).
+func New(rdb redis.Cmdable, parts []Partition, opts Options) (*Checker, error) {
+	if len(parts) == 0 || opts.Group == "" {
+		return nil, errors.New("health: a partition and Options.Group are required")
+	}
+	for _, p := range parts {
+		if p.Stream == "" || p.Loop == nil {
+			return nil, fmt.Errorf("health: partition %d needs a Stream and a Loop", p.Index)
+		}
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
@@ -72,7 +89,7 @@ func New(rdb redis.Cmdable, loop Loop, opts Options) (*Checker, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Checker{rdb: rdb, loop: loop, opts: opts}, nil
+	return &Checker{rdb: rdb, parts: parts, opts: opts}, nil
 }
 
 // Report is the /health body.
@@ -81,44 +98,95 @@ type Report struct {
 	Status string `json:"status"`
 	// Checks maps each check (redis, consumer) to "ok" or what is wrong.
 	Checks map[string]string `json:"checks"`
-	// Pending is the group's pending-entries count (null when Redis did not
-	// answer).
+	// Pending is the group's pending-entries count over all partitions
+	// (null when Redis did not answer for one of them).
 	Pending *int64 `json:"pending"`
-	// Lag is the number of entries not yet delivered to the group, or
-	// "unknown" when Redis cannot tell (XINFO GROUPS lag is nil after some
-	// deletions and trims), or null when Redis did not answer.
+	// Lag is the number of entries not yet delivered to the group over all
+	// partitions, or "unknown" when Redis cannot tell for one of them (XINFO
+	// GROUPS lag is nil after some deletions and trims), or null when Redis
+	// did not answer.
 	Lag any `json:"lag"`
-	// LastBatchAt is when this replica last applied a batch (null: never).
+	// LastBatchAt is when this replica last applied a batch in any
+	// partition (null: never).
+	LastBatchAt *time.Time `json:"last_batch_at"`
+	// Partitions reports each partition on its own.
+	Partitions []PartitionReport `json:"partitions"`
+}
+
+// PartitionReport is one partition's share of the Report; the fields mean
+// what the Report's do, for that partition's stream and loop.
+type PartitionReport struct {
+	Partition   int        `json:"partition"`
+	Stream      string     `json:"stream"`
+	Status      string     `json:"status"`
+	Pending     *int64     `json:"pending"`
+	Lag         any        `json:"lag"`
 	LastBatchAt *time.Time `json:"last_batch_at"`
 }
 
-// Check runs the checks once.
+// Check runs the checks once. A partition whose group Redis cannot report
+// (its node is down on a cluster) or whose loop stalled makes the replica
+// unhealthy: entries of that partition are not being applied.
 func (c *Checker) Check(ctx context.Context) (Report, bool) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	r := Report{Status: "ok", Checks: map[string]string{"redis": "ok", "consumer": "ok"}}
 	healthy := true
-	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		r.Checks["redis"] = "unavailable: " + err.Error()
+	pingErr := c.rdb.Ping(ctx).Err()
+	if pingErr != nil {
+		r.Checks["redis"] = "unavailable: " + pingErr.Error()
 		healthy = false
-	} else if g, err := c.group(ctx); err != nil {
-		r.Checks["redis"] = "group unavailable: " + err.Error()
-		healthy = false
-	} else {
-		r.Pending = &g.Pending
-		if g.Lag < 0 {
-			r.Lag = "unknown"
+	}
+	var pending, lag int64
+	lagKnown, counted := true, true
+	for _, p := range c.parts {
+		pr := PartitionReport{Partition: p.Index, Stream: p.Stream, Status: "ok"}
+		if pingErr != nil {
+			counted = false
+			pr.Status = "unavailable"
+		} else if g, err := c.group(ctx, p.Stream); err != nil {
+			if r.Checks["redis"] == "ok" {
+				r.Checks["redis"] = fmt.Sprintf("partition %d: group unavailable: %s", p.Index, err)
+			}
+			healthy, counted = false, false
+			pr.Status = "group unavailable: " + err.Error()
 		} else {
-			r.Lag = g.Lag
+			pr.Pending = &g.Pending
+			pending += g.Pending
+			if g.Lag < 0 {
+				pr.Lag, lagKnown = "unknown", false
+			} else {
+				pr.Lag = g.Lag
+				lag += g.Lag
+			}
 		}
+		if age := c.opts.Now().Sub(p.Loop.LastBeat()); age > p.Loop.StaleAfter() {
+			msg := fmt.Sprintf("stalled: no progress for %s", age.Round(time.Second))
+			if r.Checks["consumer"] == "ok" {
+				r.Checks["consumer"] = msg
+				if len(c.parts) > 1 {
+					r.Checks["consumer"] = fmt.Sprintf("%s (partition %d)", msg, p.Index)
+				}
+			}
+			pr.Status = msg
+			healthy = false
+		}
+		if t := p.Loop.LastBatch(); !t.IsZero() {
+			t = t.UTC()
+			pr.LastBatchAt = &t
+			if r.LastBatchAt == nil || t.After(*r.LastBatchAt) {
+				r.LastBatchAt = &t
+			}
+		}
+		r.Partitions = append(r.Partitions, pr)
 	}
-	if age := c.opts.Now().Sub(c.loop.LastBeat()); age > c.loop.StaleAfter() {
-		r.Checks["consumer"] = fmt.Sprintf("stalled: no progress for %s", age.Round(time.Second))
-		healthy = false
-	}
-	if t := c.loop.LastBatch(); !t.IsZero() {
-		t = t.UTC()
-		r.LastBatchAt = &t
+	if counted {
+		r.Pending = &pending
+		if lagKnown {
+			r.Lag = lag
+		} else {
+			r.Lag = "unknown"
+		}
 	}
 	if !healthy {
 		r.Status = "unavailable"
@@ -127,8 +195,8 @@ func (c *Checker) Check(ctx context.Context) (Report, bool) {
 }
 
 // group returns this group's XINFO GROUPS row.
-func (c *Checker) group(ctx context.Context) (redis.XInfoGroup, error) {
-	groups, err := c.rdb.XInfoGroups(ctx, c.opts.Stream).Result()
+func (c *Checker) group(ctx context.Context, stream string) (redis.XInfoGroup, error) {
+	groups, err := c.rdb.XInfoGroups(ctx, stream).Result()
 	if err != nil {
 		return redis.XInfoGroup{}, fmt.Errorf("xinfo groups: %w", err)
 	}
@@ -183,13 +251,33 @@ func (c *Checker) Run(ctx context.Context) error {
 func (c *Checker) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	g, err := c.group(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			c.opts.Logger.Debug("gauge refresh failed", "err", err)
+	m := c.opts.Metrics
+	var pending, lag int64
+	complete, lagKnown := true, true
+	for _, p := range c.parts {
+		g, err := c.group(ctx, p.Stream)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.opts.Logger.Debug("gauge refresh failed", "partition", p.Index, "err", err)
+			}
+			complete = false
+			continue
 		}
-		return
+		label := strconv.Itoa(p.Index)
+		m.PartitionPending.WithLabelValues(label).Set(float64(g.Pending))
+		m.PartitionLag.WithLabelValues(label).Set(float64(g.Lag))
+		pending += g.Pending
+		if g.Lag < 0 {
+			lagKnown = false
+		}
+		lag += g.Lag
 	}
-	c.opts.Metrics.Pending.Set(float64(g.Pending))
-	c.opts.Metrics.Lag.Set(float64(g.Lag))
+	if !complete {
+		return // the totals keep their last values, as a failed refresh did before
+	}
+	m.Pending.Set(float64(pending))
+	if !lagKnown {
+		lag = -1
+	}
+	m.Lag.Set(float64(lag))
 }

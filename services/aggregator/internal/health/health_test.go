@@ -43,7 +43,7 @@ func readArgs(stream string) *redis.XReadGroupArgs {
 
 func newChecker(t *testing.T, rdb redis.Cmdable, stream string, l health.Loop) *health.Checker {
 	t.Helper()
-	c, err := health.New(rdb, l, health.Options{Stream: stream, Group: "g"})
+	c, err := health.New(rdb, []health.Partition{{Stream: stream, Loop: l}}, health.Options{Group: "g"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestHealth(t *testing.T) {
 	})
 	t.Run("metrics and livez", func(t *testing.T) {
 		m := telemetry.New()
-		c, err := health.New(rdb, loop{beat: time.Now()}, health.Options{Stream: stream, Group: "g", Metrics: m, RefreshInterval: time.Hour})
+		c, err := health.New(rdb, []health.Partition{{Stream: stream, Loop: loop{beat: time.Now()}}}, health.Options{Group: "g", Metrics: m, RefreshInterval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,4 +150,63 @@ func TestHealth(t *testing.T) {
 			t.Errorf("livez %d with Redis down, want 200 (process only)", code)
 		}
 	})
+}
+
+// With several partitions /health reports each one and their totals, a
+// stalled loop of one partition makes the replica unhealthy, and /metrics
+// carries a gauge per partition.
+func TestHealthPerPartition(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	k := keys.New("metrics")
+	var parts []health.Partition
+	for p := range 3 {
+		s := k.Stream(p)
+		if err := consumer.EnsureGroup(ctx, rdb, s, "g"); err != nil {
+			t.Fatal(err)
+		}
+		for range p + 1 { // partition p: p+1 entries, one delivered
+			streamtest.Add(t, rdb, s, streamtest.Metric("cpu", 1, 1))
+		}
+		if err := rdb.XReadGroup(ctx, readArgs(s)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, health.Partition{Index: p, Stream: s, Loop: loop{beat: time.Now()}})
+	}
+	m := telemetry.New()
+	c, err := health.New(rdb, parts, health.Options{Group: "g", Metrics: m, RefreshInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body, raw := get(t, c.Handler(), "/health")
+	if code != 200 || body["pending"] != 3.0 || body["lag"] != 3.0 {
+		t.Fatalf("%d %s", code, raw)
+	}
+	ps := body["partitions"].([]any)
+	if len(ps) != 3 || ps[2].(map[string]any)["lag"] != 2.0 || ps[2].(map[string]any)["pending"] != 1.0 {
+		t.Errorf("partitions %s", raw)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(rctx) }()
+	streamtest.Eventually(t, 5*time.Second, func() string {
+		_, _, raw := get(t, c.Handler(), "/metrics")
+		for _, want := range []string{`aggregator_partition_group_lag{partition="2"} 2`, `aggregator_partition_group_pending{partition="0"} 1`, "aggregator_group_lag 3"} {
+			if !strings.Contains(raw, want) {
+				return "/metrics lacks " + want
+			}
+		}
+		return ""
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	parts[1].Loop = loop{beat: time.Now().Add(-time.Minute)}
+	c, _ = health.New(rdb, parts, health.Options{Group: "g"})
+	code, body, raw = get(t, c.Handler(), "/health")
+	if code != 503 || !strings.Contains(body["checks"].(map[string]any)["consumer"].(string), "partition 1") {
+		t.Errorf("one stalled partition: %d %s", code, raw)
+	}
 }

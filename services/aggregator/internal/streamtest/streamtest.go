@@ -98,6 +98,41 @@ func (e Expect) Diff(tb testing.TB, rdb redis.Cmdable, k keys.Keys) string {
 	return ""
 }
 
+// SummaryAll reads the summary of typ in each of partitions partitions and
+// merges them, as a reader of a partitioned deployment does; ok is false
+// when no partition has one.
+func SummaryAll(tb testing.TB, rdb redis.Cmdable, k keys.Keys, partitions int, typ string) (summary.Summary, bool) {
+	tb.Helper()
+	var out summary.Summary
+	found := false
+	for p := range partitions {
+		h, err := rdb.HGetAll(context.Background(), k.Summary(p, typ)).Result()
+		if err != nil {
+			tb.Fatalf("hgetall: %v", err)
+		}
+		s, ok, err := summary.FromHash(h)
+		if err != nil {
+			tb.Fatalf("summary %s partition %d: %v", typ, p, err)
+		}
+		if ok {
+			out, found = out.Merge(s), true
+		}
+	}
+	return out, found
+}
+
+// DiffAll is Diff over the merged summaries of partitions partitions.
+func (e Expect) DiffAll(tb testing.TB, rdb redis.Cmdable, k keys.Keys, partitions int) string {
+	tb.Helper()
+	for typ, want := range e {
+		got, _ := SummaryAll(tb, rdb, k, partitions, typ)
+		if got != want {
+			return fmt.Sprintf("type %s over %d partitions: got %+v, want %+v", typ, partitions, got, want)
+		}
+	}
+	return ""
+}
+
 // Pending is the group's pending-entries count (0 when the group is gone).
 func Pending(tb testing.TB, rdb redis.Cmdable, stream, group string) int64 {
 	tb.Helper()

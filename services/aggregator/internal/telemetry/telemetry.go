@@ -40,6 +40,10 @@ type Metrics struct {
 	Lag prometheus.Gauge
 	// Pending is the group's pending-entries count.
 	Pending prometheus.Gauge
+	// PartitionLag and PartitionPending are Lag and Pending per partition
+	// (label "partition"); Lag and Pending are their totals (Lag is -1 when
+	// any partition's is unknown).
+	PartitionLag, PartitionPending *prometheus.GaugeVec
 }
 
 // New registers a fresh set of collectors.
@@ -67,12 +71,16 @@ func New() *Metrics {
 			Help: "Entries not yet delivered to the group (XINFO GROUPS lag); -1 when unknown."}),
 		Pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "group_pending",
 			Help: "Entries delivered but not yet acknowledged in the group."}),
+		PartitionLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "partition_group_lag",
+			Help: "Entries of one partition not yet delivered to the group; -1 when unknown."}, []string{"partition"}),
+		PartitionPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "partition_group_pending",
+			Help: "Entries of one partition delivered but not yet acknowledged in the group."}, []string{"partition"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Processed, m.Duplicates, m.DeadLettered, m.Reclaimed, m.Trimmed,
-		m.BatchSize, m.ApplyLatency, m.Errors, m.Lag, m.Pending,
+		m.BatchSize, m.ApplyLatency, m.Errors, m.Lag, m.Pending, m.PartitionLag, m.PartitionPending,
 	)
 	// Export the known label values at 0, so dashboards and alerts see the
 	// series before the first dead letter.
