@@ -19,8 +19,10 @@ import (
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
 	"github.com/resilientanalytics/ra/services/api/internal/middleware"
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
+	"github.com/resilientanalytics/ra/services/api/internal/series"
 	"github.com/resilientanalytics/ra/services/api/internal/summary"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
+	"github.com/resilientanalytics/ra/services/api/internal/typelist"
 )
 
 // Deps are the components the routes need.
@@ -77,6 +79,21 @@ func New(d Deps) (*API, error) {
 		store.Close()
 		return nil, err
 	}
+	// Time-windowed reads (per-minute buckets) and the list of types; the
+	// summary route hands requests with a range to the windowed handler.
+	windows, err := series.New(d.Redis, k, series.Options{Partitions: d.Config.Partitions,
+		Retention: d.Config.BucketRetention, Cache: d.Config.Cache, Metrics: m})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	summaries.SetPartitions(d.Config.Partitions)
+	summaries.SetWindowed(http.HandlerFunc(windows.ServeSummary))
+	types, err := typelist.New(d.Redis, k, typelist.Options{Partitions: d.Config.Partitions, Cache: d.Config.Cache, Metrics: m})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	ext, err := external.New(d.Config.External, d.Config.Circuit, m, external.Options{Logger: d.Log})
 	if err != nil {
 		store.Close()
@@ -98,6 +115,8 @@ func New(d Deps) (*API, error) {
 	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
 	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
 	r.Method(http.MethodGet, "/api/metrics/summary", summaries)
+	r.Method(http.MethodGet, "/api/metrics/series", windows)
+	r.Method(http.MethodGet, "/api/metrics/types", types)
 	r.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
 	r.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
 	return &API{Handler: r, store: store, external: ext}, nil

@@ -1,6 +1,9 @@
 // Package summary serves GET /api/metrics/summary?type=…: the aggregator's
-// all-time summary of one metric type, read from its Redis hash through the
-// in-process TTL cache (package cache).
+// all-time summary of one metric type, read from its Redis hashes (one per
+// partition, all read in one pipeline and merged) through the in-process
+// TTL cache (package cache). A request with from, to or window is a
+// windowed summary and goes to the handler set with SetWindowed (package
+// series).
 //
 // Responses:
 //
@@ -42,6 +45,7 @@ import (
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/cache"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
+	"github.com/resilientanalytics/ra/services/api/internal/window"
 )
 
 // RetryAfter is the Retry-After (seconds) of a 503.
@@ -62,16 +66,19 @@ type Response struct {
 // Handler serves GET /api/metrics/summary. It caches the encoded 200 body,
 // so a hit writes bytes without encoding.
 type Handler struct {
-	rdb   redis.UniversalClient
-	keys  keys.Keys
-	m     *telemetry.Metrics
-	cache *cache.Cache[[]byte]
+	rdb        redis.UniversalClient
+	keys       keys.Keys
+	m          *telemetry.Metrics
+	cache      *cache.Cache[[]byte]
+	partitions int
+	windowed   http.Handler
 }
 
 var _ http.Handler = (*Handler)(nil)
 
-// NewHandler returns the summary handler reading rdb (partition 0 of k)
-// through a cache configured by cfg (CACHE_*). m may be nil.
+// NewHandler returns the summary handler reading rdb (partition 0 of k
+// until SetPartitions) through a cache configured by cfg (CACHE_*). m may
+// be nil.
 func NewHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *telemetry.Metrics) (*Handler, error) {
 	return newHandler(rdb, k, cfg, m, time.Now)
 }
@@ -80,7 +87,7 @@ func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *tel
 	if rdb == nil {
 		return nil, errors.New("summary: nil redis client")
 	}
-	h := &Handler{rdb: rdb, keys: k, m: m}
+	h := &Handler{rdb: rdb, keys: k, m: m, partitions: 1}
 	c, err := cache.New(h.load, cache.Options{
 		TTL:         cfg.TTL,
 		StaleMax:    cfg.StaleMax,
@@ -95,18 +102,43 @@ func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *tel
 	return h, nil
 }
 
-// load reads and encodes one summary; cache.ErrNotFound when the type has
-// never been aggregated.
+// SetPartitions makes every read merge partitions 0..n-1
+// (STREAM_PARTITIONS). Call it before the handler serves.
+func (h *Handler) SetPartitions(n int) {
+	if n >= 1 {
+		h.partitions = n
+	}
+}
+
+// SetWindowed routes requests with from, to or window to w (the windowed
+// summary). Without it such requests are answered as all-time summaries.
+// Call it before the handler serves.
+func (h *Handler) SetWindowed(w http.Handler) { h.windowed = w }
+
+// load reads every partition's summary of typ in one pipeline, merges and
+// encodes them; cache.ErrNotFound when the type has never been aggregated.
 func (h *Handler) load(ctx context.Context, typ string) ([]byte, error) {
-	fields, err := h.rdb.HGetAll(ctx, h.keys.Summary(0, typ)).Result()
+	cmds := make([]*redis.MapStringStringCmd, h.partitions)
+	_, err := h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for part := range cmds {
+			cmds[part] = p.HGetAll(ctx, h.keys.Summary(part, typ))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read summary of %q: %w", typ, err)
 	}
-	s, ok, err := sumhash.FromHash(fields)
-	if err != nil {
-		return nil, fmt.Errorf("decode summary of %q: %w", typ, err)
+	var s sumhash.Summary
+	found := false
+	for _, c := range cmds {
+		one, ok, err := sumhash.FromHash(c.Val())
+		if err != nil {
+			return nil, fmt.Errorf("decode summary of %q: %w", typ, err)
+		}
+		found = found || ok
+		s = s.Merge(one)
 	}
-	if !ok {
+	if !found {
 		return nil, cache.ErrNotFound
 	}
 	return json.Marshal(Response{
@@ -123,6 +155,10 @@ func (h *Handler) load(ctx context.Context, typ string) ([]byte, error) {
 
 // ServeHTTP answers GET /api/metrics/summary?type=….
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.windowed != nil && window.HasRange(r.URL.Query()) {
+		h.windowed.ServeHTTP(w, r)
+		return
+	}
 	typ := r.URL.Query().Get("type")
 	if msg := metric.ValidType(typ); msg != "" {
 		if typ == "" {

@@ -51,7 +51,14 @@ func (h *hgetallCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 func (h *hgetallCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			if cmd.Name() == "hgetall" {
+				h.n.Add(1)
+			}
+		}
+		return next(ctx, cmds)
+	}
 }
 
 type env struct {
