@@ -7,7 +7,9 @@
 // handler, re-executed from this binary), single-metric ingest through
 // bin/api with the rate limiter on, batch ingest, cached summary reads, the
 // aggregator's drain of 200,000 pre-filled entries (one and two replicas)
-// against the apply script's replay limit, and redis-benchmark XADD. Redis
+// against the apply script's replay limit, the same ingest and drain with
+// STREAM_PARTITIONS=4 on a 3-master Redis Cluster (the partitioning and
+// routing overhead), and redis-benchmark XADD. Redis
 // is flushed between steps and the aggregator only runs in its own step.
 // Everything stays on loopback and every step is bounded in time.
 package main
@@ -85,6 +87,7 @@ type report struct {
 	replay    float64        // apply script entries/s, called directly
 	xadd      float64        // redis-benchmark XADD, one per round trip
 	xaddP16   float64        // redis-benchmark XADD, 16-deep pipelines
+	cluster   *clusterResult // nil when the cluster step did not run
 	redisVer  string
 	totalTime time.Duration
 }
@@ -127,6 +130,9 @@ func run(ctx context.Context, o options) error {
 	}
 	if err := stepDrain(ctx, o, rep, srv.URL(), rdb); err != nil {
 		return err
+	}
+	if err := stepCluster(ctx, o, rep); err != nil {
+		return fmt.Errorf("cluster step: %w", err)
 	}
 	stepRedisLimits(ctx, o, rep, srv)
 	rep.totalTime = time.Since(rep.started)
@@ -253,7 +259,7 @@ func stepDrain(ctx context.Context, o options, rep *report, redisURL string, rdb
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			return err
 		}
-		types, err := prefill(ctx, rdb, o.drainEntries)
+		types, err := prefill(ctx, rdb, o.drainEntries, 1)
 		if err != nil {
 			return err
 		}
@@ -271,7 +277,7 @@ func stepDrain(ctx context.Context, o options, rep *report, redisURL string, rdb
 			}
 			aggs = append(aggs, p)
 		}
-		took, err := waitDrained(ctx, rdb, types, o.drainEntries, start)
+		took, err := waitDrained(ctx, rdb, types, o.drainEntries, 1, start)
 		for _, p := range aggs {
 			p.stop()
 		}
@@ -285,7 +291,9 @@ func stepDrain(ctx context.Context, o options, rep *report, redisURL string, rdb
 	return nil
 }
 
-func prefill(ctx context.Context, rdb *redis.Client, n int) ([]string, error) {
+// prefill writes n entries round-robin over the streams of partitions
+// partitions.
+func prefill(ctx context.Context, rdb redis.UniversalClient, n, partitions int) ([]string, error) {
 	types := []string{"cpu_usage", "mem_used", "disk_io", "net_rx", "net_tx", "latency_ms", "queue_depth", "errors"}
 	k := keys.New("")
 	base := time.Date(2026, 2, 15, 10, 0, 0, 0, time.UTC)
@@ -293,7 +301,7 @@ func prefill(ctx context.Context, rdb *redis.Client, n int) ([]string, error) {
 		pipe := rdb.Pipeline()
 		for j := 0; j < 1000 && done < n; j, done = j+1, done+1 {
 			m := metric.Metric{Timestamp: base.Add(time.Duration(done) * time.Millisecond), Value: float64(done % 100), Type: types[done%len(types)]}
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: k.Stream(0), Values: m.AppendFields(nil)})
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: k.Stream(done % partitions), Values: m.AppendFields(nil)})
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, fmt.Errorf("prefill: %w", err)
@@ -302,14 +310,18 @@ func prefill(ctx context.Context, rdb *redis.Client, n int) ([]string, error) {
 	return types, nil
 }
 
-func waitDrained(ctx context.Context, rdb *redis.Client, types []string, want int, start time.Time) (time.Duration, error) {
+// waitDrained waits until the summary counts of every type, summed over
+// partitions partitions, reach want.
+func waitDrained(ctx context.Context, rdb redis.UniversalClient, types []string, want, partitions int, start time.Time) (time.Duration, error) {
 	k := keys.New("")
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		pipe := rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, len(types))
-		for i, t := range types {
-			cmds[i] = pipe.HGet(ctx, k.Summary(0, t), "count")
+		cmds := make([]*redis.StringCmd, 0, len(types)*partitions)
+		for _, t := range types {
+			for p := range partitions {
+				cmds = append(cmds, pipe.HGet(ctx, k.Summary(p, t), "count"))
+			}
 		}
 		_, _ = pipe.Exec(ctx)
 		total := 0

@@ -79,6 +79,22 @@ func (r *report) markdown() string {
 	w("| Redis XADD, 16-deep pipelines | 64 | %.0f/s | | | | | | |\n", r.xaddP16)
 	w("\napi peak RSS (VmHWM) after the %d-connection run: **%.1f MiB** (target < 100 MiB).\n", r.ingest[len(r.ingest)-1].Conns, float64(r.apiRSS)/(1<<20))
 	w("Drain: %d entries pre-filled in 8 types, timed from the aggregator's start until every summary count adds up.\n\n", r.drain[0].entries)
+	if c := r.cluster; c != nil {
+		single := result{}
+		for _, x := range r.ingest {
+			if x.Conns == c.ingest.Conns {
+				single = x
+			}
+		}
+		w("### Redis Cluster, same run\n\n")
+		w("The same ingest and drain with `STREAM_PARTITIONS=%d` on a %d-master Redis Cluster (three more redis-server processes\n", c.partitions, c.masters)
+		w("on the same cores), beside the single node with one partition. Overhead = how much lower the cluster's throughput is (target < 30%%).\n\n")
+		w("| Step | Single node, 1 partition | Cluster, %d partitions | p99 single / cluster | Overhead |\n| --- | ---: | ---: | ---: | ---: |\n", c.partitions)
+		w("| ingest, 1 metric, %d conns | %.0f req/s | %.0f req/s | %s / %s | %s |\n", c.ingest.Conns, single.RPS, c.ingest.RPS,
+			ms(single.P99), ms(c.ingest.P99), overhead(single.RPS, c.ingest.RPS))
+		w("| aggregator drain, 1 replica | %.0f entries/s | %.0f entries/s | | %s |\n\n", r.drain[0].rate(), c.drain.rate(),
+			overhead(r.drain[0].rate(), c.drain.rate()))
+	}
 	w("![throughput and p99 against connections](benchmarks.svg)\n%s\n", endMarker)
 	return b.String()
 }
