@@ -25,6 +25,11 @@ type clusterResult struct {
 	partitions int
 	ingest     result
 	drain      drainResult
+	// single4 is the same ingest and drain on the single node with the same
+	// partition count: it separates what partitioning does from what the
+	// cluster (routing, more processes on the same cores) does.
+	single4Ingest result
+	single4Drain  drainResult
 }
 
 // benchCluster is a local Redis Cluster of masters only, AOF everysec like
@@ -96,12 +101,86 @@ func startCluster(ctx context.Context, dir string, masters int) (*benchCluster, 
 	return c, nil
 }
 
-// stepCluster runs single-metric ingest at 64 connections and the
-// one-replica drain against the cluster, with the settings of the
-// single-node steps, so the two are comparable line by line.
-func stepCluster(ctx context.Context, o options, rep *report) error {
+// measure runs single-metric ingest at 64 connections through bin/api and
+// the one-replica drain of o.drainEntries entries through bin/aggregator,
+// both with redisEnv (REDIS_URL, REDIS_CLUSTER, STREAM_PARTITIONS), on the
+// same settings as the single-node steps.
+func measure(ctx context.Context, o options, name string, redisEnv map[string]string, rdb redis.UniversalClient,
+	partitions int, flush func() error) (result, drainResult, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return result{}, drainResult{}, err
+	}
+	_, port, _ := strings.Cut(addr, ":")
+	env := map[string]string{"PORT": port, "RATE_LIMIT_MAX": "1000000000", "RATE_LIMIT_WINDOW": "3600",
+		"TRUSTED_PROXIES": "127.0.0.1/32", "CACHE_TTL": "60s"}
+	for k, v := range redisEnv {
+		env[k] = v
+	}
+	if err := flush(); err != nil {
+		return result{}, drainResult{}, err
+	}
+	api, err := startProc("api-"+name, filepath.Join(o.bin, "api"), env)
+	if err != nil {
+		return result{}, drainResult{}, err
+	}
+	defer api.stop()
+	if err := waitHTTP(ctx, "http://"+addr+"/health"); err != nil {
+		return result{}, drainResult{}, err
+	}
+	ing, err := loadSpec{name: "ingest-" + name, addr: addr, conns: 64, warmup: time.Second, duration: o.duration, items: 1,
+		reqs: ingestRequests(addr, singleBody)}.run(ctx, os.Stdout)
+	if err != nil {
+		return result{}, drainResult{}, err
+	}
+	api.stop()
+
+	if err := flush(); err != nil {
+		return result{}, drainResult{}, err
+	}
+	types, err := prefill(ctx, rdb, o.drainEntries, partitions)
+	if err != nil {
+		return result{}, drainResult{}, err
+	}
+	hport, err := redisproc.FreePort()
+	if err != nil {
+		return result{}, drainResult{}, err
+	}
+	aenv := map[string]string{"AGG_HEALTH_PORT": strconv.Itoa(hport), "CONSUMER_NAME": "bench-" + name}
+	for k, v := range redisEnv {
+		aenv[k] = v
+	}
+	start := time.Now()
+	agg, err := startProc("aggregator-"+name, filepath.Join(o.bin, "aggregator"), aenv)
+	if err != nil {
+		return result{}, drainResult{}, err
+	}
+	took, err := waitDrained(ctx, rdb, types, o.drainEntries, partitions, start)
+	agg.stop()
+	if err != nil {
+		return result{}, drainResult{}, err
+	}
+	d := drainResult{replicas: 1, entries: o.drainEntries, took: took}
+	fmt.Printf("    %s drain, 1 replica: %d entries in %s = %.0f entries/s\n", name, o.drainEntries, took.Round(time.Millisecond), d.rate())
+	return ing, d, nil
+}
+
+// stepCluster measures ingest and drain with STREAM_PARTITIONS=4 on the
+// single node (srv) and on a 3-master Redis Cluster, for comparison with
+// the single-node, one-partition steps of the same run.
+func stepCluster(ctx context.Context, o options, rep *report, singleURL string, single *redis.Client) error {
 	const masters = 3
-	fmt.Printf("bench: cluster: ingest and drain with STREAM_PARTITIONS=%d on a %d-master Redis Cluster\n", clusterPartitions, masters)
+	res := clusterResult{masters: masters, partitions: clusterPartitions}
+	n := strconv.Itoa(clusterPartitions)
+	fmt.Printf("bench: partitions: ingest and drain with STREAM_PARTITIONS=%d on the single node, then on a %d-master Redis Cluster\n", clusterPartitions, masters)
+	var err error
+	res.single4Ingest, res.single4Drain, err = measure(ctx, o, "single-p"+n,
+		map[string]string{"REDIS_URL": singleURL, "STREAM_PARTITIONS": n}, single, clusterPartitions,
+		func() error { return single.FlushAll(ctx).Err() })
+	if err != nil {
+		return err
+	}
+
 	dir, err := os.MkdirTemp("", "ra-bench-cluster-")
 	if err != nil {
 		return err
@@ -114,64 +193,14 @@ func stepCluster(ctx context.Context, o options, rep *report) error {
 	defer cl.stop()
 	crdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.addrs(), ReadTimeout: 30 * time.Second})
 	defer crdb.Close()
-	flush := func() error {
-		return crdb.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.FlushAll(ctx).Err() })
-	}
-	clusterEnv := map[string]string{"REDIS_URL": cl.url(), "REDIS_CLUSTER": "true", "STREAM_PARTITIONS": strconv.Itoa(clusterPartitions)}
-	res := clusterResult{masters: masters, partitions: clusterPartitions}
-
-	addr, err := freeAddr()
+	res.ingest, res.drain, err = measure(ctx, o, "cluster-p"+n,
+		map[string]string{"REDIS_URL": cl.url(), "REDIS_CLUSTER": "true", "STREAM_PARTITIONS": n}, crdb, clusterPartitions,
+		func() error {
+			return crdb.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.FlushAll(ctx).Err() })
+		})
 	if err != nil {
 		return err
 	}
-	_, port, _ := strings.Cut(addr, ":")
-	env := map[string]string{"PORT": port, "RATE_LIMIT_MAX": "1000000000", "RATE_LIMIT_WINDOW": "3600",
-		"TRUSTED_PROXIES": "127.0.0.1/32", "CACHE_TTL": "60s"}
-	for k, v := range clusterEnv {
-		env[k] = v
-	}
-	api, err := startProc("api-cluster", filepath.Join(o.bin, "api"), env)
-	if err != nil {
-		return err
-	}
-	defer api.stop()
-	if err := waitHTTP(ctx, "http://"+addr+"/health"); err != nil {
-		return err
-	}
-	res.ingest, err = loadSpec{name: "ingest-cluster", addr: addr, conns: 64, warmup: time.Second, duration: o.duration, items: 1,
-		reqs: ingestRequests(addr, singleBody)}.run(ctx, os.Stdout)
-	if err != nil {
-		return err
-	}
-	api.stop()
-
-	if err := flush(); err != nil {
-		return err
-	}
-	types, err := prefill(ctx, crdb, o.drainEntries, clusterPartitions)
-	if err != nil {
-		return err
-	}
-	hport, err := redisproc.FreePort()
-	if err != nil {
-		return err
-	}
-	aenv := map[string]string{"AGG_HEALTH_PORT": strconv.Itoa(hport), "CONSUMER_NAME": "bench-cluster"}
-	for k, v := range clusterEnv {
-		aenv[k] = v
-	}
-	start := time.Now()
-	agg, err := startProc("aggregator-cluster", filepath.Join(o.bin, "aggregator"), aenv)
-	if err != nil {
-		return err
-	}
-	took, err := waitDrained(ctx, crdb, types, o.drainEntries, clusterPartitions, start)
-	agg.stop()
-	if err != nil {
-		return err
-	}
-	res.drain = drainResult{replicas: 1, entries: o.drainEntries, took: took}
-	fmt.Printf("    drain, 1 replica: %d entries in %s = %.0f entries/s\n", o.drainEntries, took.Round(time.Millisecond), res.drain.rate())
 	rep.cluster = &res
 	return nil
 }

@@ -131,7 +131,7 @@ func run(ctx context.Context, o options) error {
 	if err := stepDrain(ctx, o, rep, srv.URL(), rdb); err != nil {
 		return err
 	}
-	if err := stepCluster(ctx, o, rep); err != nil {
+	if err := stepCluster(ctx, o, rep, srv.URL(), rdb); err != nil {
 		return fmt.Errorf("cluster step: %w", err)
 	}
 	stepRedisLimits(ctx, o, rep, srv)

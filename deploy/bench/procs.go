@@ -8,15 +8,17 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
 // proc is a child process the harness started.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan error
+	name    string
+	cmd     *exec.Cmd
+	done    chan error
+	stopped sync.Once
 }
 
 func startProc(name, bin string, env map[string]string, args ...string) (*proc, error) {
@@ -38,18 +40,22 @@ func startProc(name, bin string, env map[string]string, args ...string) (*proc, 
 	return p, nil
 }
 
-// stop sends SIGTERM and waits up to 10s, then kills.
+// stop sends SIGTERM and waits up to 10s, then kills. Calling it again
+// does nothing (a deferred stop after an explicit one must not wait for an
+// exit that was already received).
 func (p *proc) stop() {
 	if p == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	p.stopped.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
 }
 
 // peakRSS is the process's peak resident set (VmHWM) in bytes.
