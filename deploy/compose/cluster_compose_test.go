@@ -2,6 +2,7 @@ package compose
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -184,5 +185,24 @@ func TestClusterStackAsComposeRunsIt(t *testing.T) {
 			t.Fatalf("merged over %d partitions (%d used): count %d sum %v, want %d and %v", parts, used, total.Count, total.Sum, wantCount, wantSum)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The api's all-time summary merges the partitions (read only now, so
+	// no partial total was cached).
+	resp, err := c.Get("http://127.0.0.1:" + strconv.Itoa(apiPort) + "/api/metrics/summary?type=cl_cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Count int64   `json:"count"`
+		Sum   float64 `json:"sum"`
+		Min   float64 `json:"min_value"`
+		Max   float64 `json:"max_value"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("summary: status %d, %v", resp.StatusCode, err)
+	}
+	if got.Count != wantCount || got.Sum != wantSum || got.Min != 0 || got.Max != clients-1 {
+		t.Errorf("summary over the cluster = %+v, want count %d sum %v min 0 max %d", got, wantCount, wantSum, clients-1)
 	}
 }
