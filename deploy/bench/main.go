@@ -296,11 +296,13 @@ func stepDrain(ctx context.Context, o options, rep *report, redisURL string, rdb
 func prefill(ctx context.Context, rdb redis.UniversalClient, n, partitions int) ([]string, error) {
 	types := []string{"cpu_usage", "mem_used", "disk_io", "net_rx", "net_tx", "latency_ms", "queue_depth", "errors"}
 	k := keys.New("")
-	base := time.Date(2026, 2, 15, 10, 0, 0, 0, time.UTC)
+	// Within the last hour, so the aggregator also folds every entry into
+	// its per-minute bucket, as it does for live traffic.
+	base := time.Now().UTC().Add(-time.Hour)
 	for done := 0; done < n; {
 		pipe := rdb.Pipeline()
 		for j := 0; j < 1000 && done < n; j, done = j+1, done+1 {
-			m := metric.Metric{Timestamp: base.Add(time.Duration(done) * time.Millisecond), Value: float64(done % 100), Type: types[done%len(types)]}
+			m := metric.Metric{Timestamp: base.Add(time.Duration(done%3_600_000) * time.Millisecond), Value: float64(done % 100), Type: types[done%len(types)]}
 			pipe.XAdd(ctx, &redis.XAddArgs{Stream: k.Stream(done % partitions), Values: m.AppendFields(nil)})
 		}
 		if _, err := pipe.Exec(ctx); err != nil {

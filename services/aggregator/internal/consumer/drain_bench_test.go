@@ -69,9 +69,12 @@ func BenchmarkDrain(b *testing.B) {
 
 func fill(b *testing.B, rdb redis.UniversalClient, stream string) {
 	b.Helper()
+	// Timestamps within the last hour: inside BUCKET_RETENTION, so every
+	// entry is folded into its per-minute bucket too, as live traffic is.
+	now := time.Now().Unix()
 	ms := make([]metric.Metric, drainEntries)
 	for i := range ms {
-		ms[i] = streamtest.Metric(drainTypes[i%len(drainTypes)], float64(i%97), int64(1_771_000_000+i))
+		ms[i] = streamtest.Metric(drainTypes[i%len(drainTypes)], float64(i%97), now-int64(i%3600))
 	}
 	streamtest.Add(b, rdb, stream, ms...)
 }
