@@ -40,6 +40,7 @@ type options struct {
 	duration          time.Duration
 	conns             []int
 	drainEntries      int
+	quick             bool
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per load step")
 	flag.StringVar(&conns, "conns", "16,64,256", "connection counts for the single-metric steps")
 	flag.IntVar(&o.drainEntries, "drain", 200_000, "entries pre-filled for the drain step")
+	flag.BoolVar(&o.quick, "quick", false, "run only the HTTP limit and the api steps, write no report")
 	flag.StringVar(&serve, "serve-baseline", "", "internal: serve the baseline handler on this address")
 	flag.Parse()
 	if serve != "" {
@@ -127,6 +129,14 @@ func run(ctx context.Context, o options) error {
 	}
 	if err := stepAPI(ctx, o, rep, srv.URL(), rdb); err != nil {
 		return err
+	}
+	if o.quick {
+		// Ingest and reads only, no report: for trying a change quickly.
+		for _, r := range append(append(rep.baseline, rep.ingest...), rep.batch, rep.summary) {
+			fmt.Printf("bench: %-8s c=%-3d %8.0f req/s  %8.0f items/s  p50 %s  p99 %s  non-2xx %d\n",
+				r.Name, r.Conns, r.RPS, r.ItemsPerSec(), ms(r.P50), ms(r.P99), r.Errors)
+		}
+		return nil
 	}
 	if err := stepDrain(ctx, o, rep, srv.URL(), rdb); err != nil {
 		return err
