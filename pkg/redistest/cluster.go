@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,19 +159,28 @@ func (c *Cluster) NodeFor(tb testing.TB, key string) int {
 			continue
 		}
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr(), DialTimeout: time.Second})
-		slots, err := cl.ClusterSlots(ctx).Result()
+		shards, err := cl.ClusterShards(ctx).Result()
 		_ = cl.Close()
 		if err != nil {
-			tb.Fatalf("cluster slots from node %d: %v", i, err)
+			tb.Fatalf("cluster shards from node %d: %v", i, err)
 		}
-		slot := Slot(key)
-		for _, s := range slots {
-			if slot < s.Start || slot > s.End || len(s.Nodes) == 0 {
+		slot := int64(Slot(key))
+		for _, sh := range shards {
+			owns := false
+			for _, r := range sh.Slots {
+				owns = owns || slot >= r.Start && slot <= r.End
+			}
+			if !owns {
 				continue
 			}
-			for j, m := range c.nodes {
-				if m.Addr() == s.Nodes[0].Addr {
-					return j
+			for _, sn := range sh.Nodes {
+				if sn.Role != "master" {
+					continue
+				}
+				for j, m := range c.nodes {
+					if m.Addr() == net.JoinHostPort(sn.IP, strconv.FormatInt(sn.Port, 10)) {
+						return j
+					}
 				}
 			}
 		}
