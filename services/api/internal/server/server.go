@@ -70,35 +70,30 @@ func New(d Deps) (*API, error) {
 	}
 	k := keys.New(d.Config.StreamKey)
 	policy := Policy(d.Config.RateLimit)
-	store := ingest.NewStore(d.Redis, k, d.Config.Partitions, policy)
-	ingestHandler := ingest.NewHandler(store, policy,
-		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, d.Log)
-
-	summaries, err := summary.NewHandler(d.Redis, k, d.Config.Cache, m)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
 	// Time-windowed reads (per-minute buckets) and the list of types; the
 	// summary route hands requests with a range to the windowed handler.
 	windows, err := series.New(d.Redis, k, series.Options{Partitions: d.Config.Partitions,
 		Retention: d.Config.BucketRetention, Cache: d.Config.Cache, Metrics: m})
 	if err != nil {
-		store.Close()
 		return nil, err
 	}
-	summaries.SetPartitions(d.Config.Partitions)
-	summaries.SetWindowed(http.HandlerFunc(windows.ServeSummary))
+	summaries, err := summary.NewHandler(d.Redis, k, d.Config.Cache, m,
+		summary.Options{Partitions: d.Config.Partitions, Windowed: http.HandlerFunc(windows.ServeSummary)})
+	if err != nil {
+		return nil, err
+	}
 	types, err := typelist.New(d.Redis, k, typelist.Options{Partitions: d.Config.Partitions, Cache: d.Config.Cache, Metrics: m})
 	if err != nil {
-		store.Close()
 		return nil, err
 	}
 	ext, err := external.New(d.Config.External, d.Config.Circuit, m, external.Options{Logger: d.Log})
 	if err != nil {
-		store.Close()
 		return nil, err
 	}
+	// Last: the store starts goroutines, so nothing may fail after it.
+	store := ingest.NewStore(d.Redis, k, d.Config.Partitions, policy)
+	ingestHandler := ingest.NewHandler(store, policy,
+		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, d.Log)
 
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(d.Log), middleware.Recover(d.Log))

@@ -10,7 +10,7 @@ import (
 
 func TestAllTimeSummaryMergesPartitions(t *testing.T) {
 	e := mustEnv(t)
-	e.h.SetPartitions(3)
+	e.h.partitions = 3
 	ctx := context.Background()
 	for p, f := range []map[string]any{
 		{sumhash.FieldCount: 2, sumhash.FieldSum: "30", sumhash.FieldMin: "10", sumhash.FieldMax: "20", sumhash.FieldFirstTS: t1, sumhash.FieldLastTS: t1},
@@ -35,7 +35,7 @@ func TestAllTimeSummaryMergesPartitions(t *testing.T) {
 
 func TestRangeGoesToTheWindowedHandler(t *testing.T) {
 	e := mustEnv(t)
-	e.h.SetWindowed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	e.h.windowed = (http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
 	for _, q := range []string{"?type=cpu&window=15m", "?type=cpu&from=x&to=y", "?type=cpu&to="} {
 		if rec := e.get(q); rec.Code != http.StatusTeapot {
 			t.Errorf("%s: %d, want the windowed handler", q, rec.Code)

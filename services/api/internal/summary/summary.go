@@ -2,8 +2,7 @@
 // all-time summary of one metric type, read from its Redis hashes (one per
 // partition, all read in one pipeline and merged) through the in-process
 // TTL cache (package cache). A request with from, to or window is a
-// windowed summary and goes to the handler set with SetWindowed (package
-// series).
+// windowed summary and goes to Options.Windowed (package series).
 //
 // Responses:
 //
@@ -76,11 +75,29 @@ type Handler struct {
 
 var _ http.Handler = (*Handler)(nil)
 
-// NewHandler returns the summary handler reading rdb (partition 0 of k
-// until SetPartitions) through a cache configured by cfg (CACHE_*). m may
-// be nil.
-func NewHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *telemetry.Metrics) (*Handler, error) {
-	return newHandler(rdb, k, cfg, m, time.Now)
+// NewHandler returns the summary handler reading rdb (partitions
+// 0..opts.Partitions-1 of k) through a cache configured by cfg (CACHE_*).
+// m may be nil.
+func NewHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *telemetry.Metrics, opts Options) (*Handler, error) {
+	h, err := newHandler(rdb, k, cfg, m, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Partitions >= 1 {
+		h.partitions = opts.Partitions
+	}
+	h.windowed = opts.Windowed
+	return h, nil
+}
+
+// Options are the handler's optional collaborators.
+type Options struct {
+	// Partitions is STREAM_PARTITIONS: every read merges partitions
+	// 0..Partitions-1 (default 1).
+	Partitions int
+	// Windowed answers requests with from, to or window (the windowed
+	// summary); without it they are answered as all-time summaries.
+	Windowed http.Handler
 }
 
 func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *telemetry.Metrics, now func() time.Time) (*Handler, error) {
@@ -101,19 +118,6 @@ func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *tel
 	h.cache = c
 	return h, nil
 }
-
-// SetPartitions makes every read merge partitions 0..n-1
-// (STREAM_PARTITIONS). Call it before the handler serves.
-func (h *Handler) SetPartitions(n int) {
-	if n >= 1 {
-		h.partitions = n
-	}
-}
-
-// SetWindowed routes requests with from, to or window to w (the windowed
-// summary). Without it such requests are answered as all-time summaries.
-// Call it before the handler serves.
-func (h *Handler) SetWindowed(w http.Handler) { h.windowed = w }
 
 // load reads every partition's summary of typ in one pipeline, merges and
 // encodes them; cache.ErrNotFound when the type has never been aggregated.

@@ -363,7 +363,7 @@ func BenchmarkHit(b *testing.B) {
 		sumhash.FieldFirstTS, t0, sumhash.FieldLastTS, t0).Err(); err != nil {
 		b.Fatal(err)
 	}
-	h, err := NewHandler(rdb, k, config.Cache{TTL: time.Hour, MaxEntries: 10, ReadTimeout: time.Second}, telemetry.New())
+	h, err := NewHandler(rdb, k, config.Cache{TTL: time.Hour, MaxEntries: 10, ReadTimeout: time.Second}, telemetry.New(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
