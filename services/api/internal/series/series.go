@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -188,28 +187,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, q window.Query, 
 		}
 		return
 	}
-	ttl := strconv.FormatInt(int64(math.Floor(res.TTL.Seconds())), 10)
-	switch res.Status {
-	case cache.Hit:
-		h.opts.Metrics.CacheHit()
-		hdr.Set("X-Cache", "HIT")
-		hdr.Set("Cache-Status", "api; hit; ttl="+ttl)
-		hdr.Set("Cache-Control", "max-age="+ttl)
-	case cache.Stale:
-		h.opts.Metrics.CacheStale()
+	res.Serve(hdr, h.opts.Metrics)
+	if res.Status == cache.Stale {
 		slog.WarnContext(r.Context(), "serving stale buckets", "type", q.Type, "expired_ago", -res.TTL, "err", res.Err)
-		hdr.Set("X-Cache", "HIT")
-		hdr.Set("Cache-Status", "api; hit; ttl="+ttl+"; fwd=stale")
-		hdr.Set("Cache-Control", "max-age=0")
-	default:
-		h.opts.Metrics.CacheMiss()
-		cs := "api; fwd=miss; stored"
-		if res.Collapsed {
-			cs += "; collapsed"
-		}
-		hdr.Set("X-Cache", "MISS")
-		hdr.Set("Cache-Status", cs)
-		hdr.Set("Cache-Control", "max-age="+ttl)
 	}
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

@@ -30,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -205,28 +204,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ttl := strconv.FormatInt(int64(math.Floor(res.TTL.Seconds())), 10)
-	switch res.Status {
-	case cache.Hit:
-		h.m.CacheHit()
-		hdr.Set("X-Cache", "HIT")
-		hdr.Set("Cache-Status", "api; hit; ttl="+ttl)
-		hdr.Set("Cache-Control", "max-age="+ttl)
-	case cache.Stale:
-		h.m.CacheStale()
+	res.Serve(hdr, h.m)
+	if res.Status == cache.Stale {
 		slog.WarnContext(r.Context(), "serving stale summary", "type", typ, "expired_ago", -res.TTL, "err", res.Err)
-		hdr.Set("X-Cache", "HIT")
-		hdr.Set("Cache-Status", "api; hit; ttl="+ttl+"; fwd=stale")
-		hdr.Set("Cache-Control", "max-age=0")
-	default:
-		h.m.CacheMiss()
-		cs := "api; fwd=miss; stored"
-		if res.Collapsed {
-			cs += "; collapsed"
-		}
-		hdr.Set("X-Cache", "MISS")
-		hdr.Set("Cache-Status", cs)
-		hdr.Set("Cache-Control", "max-age="+ttl)
 	}
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

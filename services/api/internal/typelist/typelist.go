@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"slices"
 	"sort"
@@ -200,24 +199,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(all[end-1].name))
 	}
 
-	ttl := strconv.FormatInt(int64(math.Floor(res.TTL.Seconds())), 10)
-	switch res.Status {
-	case cache.Hit:
-		h.opts.Metrics.CacheHit()
-		hdr.Set("X-Cache", "HIT")
-		hdr.Set("Cache-Status", "api; hit; ttl="+ttl)
-		hdr.Set("Cache-Control", "max-age="+ttl)
-	case cache.Stale:
-		h.opts.Metrics.CacheStale()
-		hdr.Set("X-Cache", "HIT")
-		hdr.Set("Cache-Status", "api; hit; ttl="+ttl+"; fwd=stale")
-		hdr.Set("Cache-Control", "max-age=0")
-	default:
-		h.opts.Metrics.CacheMiss()
-		hdr.Set("X-Cache", "MISS")
-		hdr.Set("Cache-Status", "api; fwd=miss; stored")
-		hdr.Set("Cache-Control", "max-age="+ttl)
-	}
+	res.Serve(hdr, h.opts.Metrics)
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(page)
