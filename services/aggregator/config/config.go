@@ -5,7 +5,6 @@
 package config
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -98,14 +97,9 @@ func (c Config) Validate() error {
 	if err := c.Redis.Validate(); err != nil {
 		return err
 	}
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
-	check(c.StreamKey != "" && !strings.ContainsAny(c.StreamKey, "{} "), "STREAM_KEY: must be non-empty without braces or spaces, got %q", c.StreamKey)
-	check(c.Partitions >= 1 && c.Partitions <= 1024, "STREAM_PARTITIONS: must be 1..1024, got %d", c.Partitions)
+	var cs config.Checks
+	check := cs.Check
+	cs.Stream(c.StreamKey, c.Partitions)
 	check(c.Group != "" && !strings.ContainsAny(c.Group, " \t\r\n"), "CONSUMER_GROUP: must be non-empty without spaces, got %q", c.Group)
 	check(c.Consumer != "" && !strings.ContainsAny(c.Consumer, " \t\r\n"), "CONSUMER_NAME: must not contain spaces, got %q", c.Consumer)
 	check(c.BatchSize >= 1 && c.BatchSize <= 10000, "AGG_BATCH_SIZE: must be 1..10000, got %d", c.BatchSize)
@@ -119,15 +113,8 @@ func (c Config) Validate() error {
 	check(c.TrimInterval > 0, "AGG_TRIM_INTERVAL: must be > 0, got %s", c.TrimInterval)
 	check(c.HealthPort > 0 && c.HealthPort < 65536, "AGG_HEALTH_PORT: must be 1..65535, got %d", c.HealthPort)
 	check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT: must be > 0, got %s", c.ShutdownTimeout)
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("LOG_LEVEL: must be debug, info, warn or error, got %q", c.LogLevel))
-	}
-	if len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
+	cs.LogLevel(c.LogLevel)
+	return cs.Err()
 }
 
 // Describe renders the effective configuration for the start-up log, with

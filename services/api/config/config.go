@@ -118,23 +118,17 @@ func (c Config) Validate() error {
 	if err := c.Redis.Validate(); err != nil {
 		return err
 	}
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
+	var cs config.Checks
+	check := cs.Check
 	check(c.Port > 0 && c.Port < 65536, "PORT: must be 1..65535, got %d", c.Port)
-	check(c.StreamKey != "" && !strings.ContainsAny(c.StreamKey, "{} "), "STREAM_KEY: must be non-empty without braces or spaces, got %q", c.StreamKey)
-	check(c.Partitions >= 1 && c.Partitions <= 1024, "STREAM_PARTITIONS: must be 1..1024, got %d", c.Partitions)
+	cs.Stream(c.StreamKey, c.Partitions)
 	check(c.BucketRetention >= time.Minute, "BUCKET_RETENTION: must be >= 1m, got %s", c.BucketRetention)
 	check(c.Ingest.MaxBatch >= 1, "INGEST_MAX_BATCH: must be >= 1, got %d", c.Ingest.MaxBatch)
 	check(c.Ingest.MaxBodyBytes >= 1024, "INGEST_MAX_BODY_BYTES: must be >= 1024, got %d", c.Ingest.MaxBodyBytes)
 	check(c.RateLimit.Max >= 1, "RATE_LIMIT_MAX: must be >= 1, got %d", c.RateLimit.Max)
 	check(c.RateLimit.Window >= time.Second, "RATE_LIMIT_WINDOW: must be >= 1s, got %s", c.RateLimit.Window)
-	if _, err := c.RateLimit.Prefixes(); err != nil {
-		errs = append(errs, err)
-	}
+	_, err := c.RateLimit.Prefixes()
+	cs.Add(err)
 	check(c.Cache.TTL > 0, "CACHE_TTL: must be > 0, got %s", c.Cache.TTL)
 	check(c.Cache.PastTTL > 0, "CACHE_PAST_TTL: must be > 0, got %s", c.Cache.PastTTL)
 	check(c.Cache.StaleMax >= 0, "CACHE_STALE_MAX: must be >= 0, got %s", c.Cache.StaleMax)
@@ -149,15 +143,8 @@ func (c Config) Validate() error {
 	check(c.External.Timeout < c.Circuit.ResetTimeout,
 		"EXTERNAL_TIMEOUT: must be shorter than CIRCUIT_RESET_TIMEOUT (%s), got %s", c.Circuit.ResetTimeout, c.External.Timeout)
 	check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT: must be > 0, got %s", c.ShutdownTimeout)
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("LOG_LEVEL: must be debug, info, warn or error, got %q", c.LogLevel))
-	}
-	if len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
+	cs.LogLevel(c.LogLevel)
+	return cs.Err()
 }
 
 // Prefixes parses TRUSTED_PROXIES.
