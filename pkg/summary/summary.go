@@ -6,8 +6,9 @@ package summary
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
+
+	"github.com/resilientanalytics/ra/pkg/bucket"
 )
 
 // Hash field names of a summary (key: keys.Summary).
@@ -23,22 +24,12 @@ const (
 // ErrCorrupt means a summary hash exists but cannot be read.
 var ErrCorrupt = errors.New("summary hash is corrupt")
 
-// Summary is the all-time fold of one metric type.
+// Summary is the all-time fold of one metric type: a bucket.Cell (count,
+// sum, min, max) over all time, plus the span of timestamps seen.
 type Summary struct {
-	Count   int64
-	Sum     float64
-	Min     float64
-	Max     float64
+	bucket.Cell
 	FirstTS int64 // Unix microseconds
 	LastTS  int64 // Unix microseconds
-}
-
-// Average is Sum/Count (0 for an empty summary).
-func (s Summary) Average() float64 {
-	if s.Count == 0 {
-		return 0
-	}
-	return s.Sum / float64(s.Count)
 }
 
 // Merge folds o into s (used to combine partitions).
@@ -49,10 +40,7 @@ func (s Summary) Merge(o Summary) Summary {
 	if s.Count == 0 {
 		return o
 	}
-	s.Count += o.Count
-	s.Sum += o.Sum
-	s.Min = math.Min(s.Min, o.Min)
-	s.Max = math.Max(s.Max, o.Max)
+	s.Cell = s.Cell.Merge(o.Cell)
 	s.FirstTS = min(s.FirstTS, o.FirstTS)
 	s.LastTS = max(s.LastTS, o.LastTS)
 	return s

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/resilientanalytics/ra/pkg/bucket"
 	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
@@ -79,8 +80,7 @@ type Expect map[string]summary.Summary
 // Add folds ms into e.
 func (e Expect) Add(ms ...metric.Metric) {
 	for _, m := range ms {
-		e[m.Type] = e[m.Type].Merge(summary.Summary{Count: 1, Sum: m.Value, Min: m.Value, Max: m.Value,
-			FirstTS: m.Micros(), LastTS: m.Micros()})
+		e[m.Type] = e[m.Type].Merge(summary.Summary{Cell: bucket.Of(m.Value), FirstTS: m.Micros(), LastTS: m.Micros()})
 	}
 }
 
