@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,11 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/resilientanalytics/ra/pkg/keys"
-	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
-	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
-	"github.com/resilientanalytics/ra/services/api/internal/server"
 )
 
 // clusterEnv is the api on a 3-master Redis Cluster with 4 partitions.
@@ -38,22 +34,7 @@ func startOnCluster(t *testing.T, environ map[string]string) *clusterEnv {
 	environ["REDIS_CLUSTER"] = "true"
 	environ["STREAM_PARTITIONS"] = strconv.Itoa(clusterPartitions)
 	environ["TRUSTED_PROXIES"] = "127.0.0.0/8" // X-Forwarded-For names the client
-	cfg, err := config.Load(environ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb, err := redisclient.New(cfg.Redis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	h, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(h)
-	t.Cleanup(h.Close)
-	t.Cleanup(api.Close)
+	api, cfg := serveAPI(t, environ)
 	return &clusterEnv{cluster: c, rdb: c.Client(t), api: api, keys: keys.New(cfg.StreamKey), parts: clusterPartitions}
 }
 

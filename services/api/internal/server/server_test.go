@@ -30,13 +30,10 @@ type env struct {
 	keys keys.Keys
 }
 
-func start(t *testing.T, environ map[string]string) *env {
+// serveAPI builds the api from environ, exactly as main does, and serves it
+// on a loopback test server until the test ends.
+func serveAPI(t *testing.T, environ map[string]string) (*httptest.Server, config.Config) {
 	t.Helper()
-	srv := redistest.Start(t)
-	if environ == nil {
-		environ = map[string]string{}
-	}
-	environ["REDIS_URL"] = srv.URL()
 	cfg, err := config.Load(environ)
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +50,17 @@ func start(t *testing.T, environ map[string]string) *env {
 	api := httptest.NewServer(h)
 	t.Cleanup(h.Close) // runs after api.Close: the server drains first
 	t.Cleanup(api.Close)
+	return api, cfg
+}
+
+func start(t *testing.T, environ map[string]string) *env {
+	t.Helper()
+	srv := redistest.Start(t)
+	if environ == nil {
+		environ = map[string]string{}
+	}
+	environ["REDIS_URL"] = srv.URL()
+	api, cfg := serveAPI(t, environ)
 	return &env{srv: srv, rdb: srv.Client(t), api: api, keys: keys.New(cfg.StreamKey)}
 }
 
