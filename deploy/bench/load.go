@@ -6,9 +6,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,10 +26,24 @@ type result struct {
 	Items    int     // metrics per request (1, or the batch size)
 	RPS      float64 // answered requests per second
 	P50, P99 time.Duration
+	// CPU is each watched process's CPU time per answered request, in
+	// microseconds ("loadgen" is this process). It says where the two
+	// shared cores went, which a throughput figure alone does not.
+	CPU map[string]float64
 }
 
 // ItemsPerSec is metrics (or requests) per second.
 func (r result) ItemsPerSec() float64 { return r.RPS * float64(max(1, r.Items)) }
+
+// cpuString is CPU per request by process, e.g. "loadgen 12.1, server 20.4".
+func (r result) cpuString() string {
+	names := slices.Sorted(maps.Keys(r.CPU))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.1f", n, r.CPU[n])
+	}
+	return strings.Join(parts, ", ")
+}
 
 // loadSpec drives a closed-loop load: conns connections, each sending its
 // next request as soon as the previous answer arrived. reqs[w] are the
@@ -41,6 +58,9 @@ type loadSpec struct {
 	duration time.Duration
 	items    int
 	reqs     func(worker int) [][]byte
+	// watch names the processes whose CPU time is reported per request
+	// (the server under test, Redis); the load generator is always added.
+	watch map[string]int
 }
 
 // run is bounded by warmup+duration and by a hard cap on requests.
@@ -75,6 +95,9 @@ func (s loadSpec) run(ctx context.Context, progress io.Writer) (result, error) {
 	time.Sleep(s.warmup)
 	measuring.Store(true)
 	start := time.Now()
+	watch := map[string]int{"loadgen": os.Getpid()}
+	maps.Copy(watch, s.watch)
+	cpu0 := cpuTimes(watch)
 	tick := time.NewTicker(time.Second)
 	last := int64(0)
 	for done := false; !done; {
@@ -92,6 +115,7 @@ func (s loadSpec) run(ctx context.Context, progress io.Writer) (result, error) {
 	}
 	tick.Stop()
 	elapsed := time.Since(start)
+	cpu1 := cpuTimes(watch)
 	measuring.Store(false)
 	stop.Store(true)
 	n := int(total.Load())
@@ -101,6 +125,14 @@ func (s loadSpec) run(ctx context.Context, progress io.Writer) (result, error) {
 	}
 	slices.Sort(lats)
 	r := result{Name: s.name, Conns: s.conns, Requests: n, Errors: int(errs.Load()), Items: s.items, RPS: float64(n) / elapsed.Seconds()}
+	if n > 0 {
+		r.CPU = map[string]float64{}
+		for name, t1 := range cpu1 {
+			if t0, ok := cpu0[name]; ok {
+				r.CPU[name] = (t1 - t0).Seconds() * 1e6 / float64(n)
+			}
+		}
+	}
 	if len(lats) > 0 {
 		r.P50 = lats[len(lats)*50/100]
 		r.P99 = lats[min(len(lats)-1, len(lats)*99/100)]
@@ -175,6 +207,35 @@ func readResponse(br *bufio.Reader) (int, error) {
 	}
 	return status, nil
 }
+
+// cpuTimes reads each process's user+system CPU time from /proc (all its
+// threads); a process that is gone is left out.
+func cpuTimes(pids map[string]int) map[string]time.Duration {
+	out := make(map[string]time.Duration, len(pids))
+	for name, pid := range pids {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses and may
+		// hold spaces: utime and stime are the 12th and 13th.
+		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, err1 := strconv.ParseInt(f[11], 10, 64)
+		st, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out[name] = time.Duration(ut+st) * time.Second / clockTicks
+	}
+	return out
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
 
 // rawRequest builds one HTTP/1.1 request.
 func rawRequest(method, host, path string, headers map[string]string, body []byte) []byte {

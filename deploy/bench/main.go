@@ -133,8 +133,8 @@ func run(ctx context.Context, o options) error {
 	if o.quick {
 		// Ingest and reads only, no report: for trying a change quickly.
 		for _, r := range append(append(rep.baseline, rep.ingest...), rep.batch, rep.summary) {
-			fmt.Printf("bench: %-8s c=%-3d %8.0f req/s  %8.0f items/s  p50 %s  p99 %s  non-2xx %d\n",
-				r.Name, r.Conns, r.RPS, r.ItemsPerSec(), ms(r.P50), ms(r.P99), r.Errors)
+			fmt.Printf("bench: %-8s c=%-3d %8.0f req/s  %8.0f items/s  p50 %s  p99 %s  non-2xx %d  CPU µs/req %s\n",
+				r.Name, r.Conns, r.RPS, r.ItemsPerSec(), ms(r.P50), ms(r.P99), r.Errors, r.cpuString())
 		}
 		return nil
 	}
@@ -191,7 +191,7 @@ func stepBaseline(ctx context.Context, o options, rep *report) error {
 	fmt.Println("bench: 1/6 HTTP limit (bare net/http handler decoding the same JSON)")
 	for _, c := range o.conns {
 		r, err := loadSpec{name: "baseline", addr: addr, conns: c, warmup: time.Second, duration: o.duration, items: 1,
-			reqs: ingestRequests(addr, singleBody)}.run(ctx, os.Stdout)
+			reqs: ingestRequests(addr, singleBody), watch: map[string]int{"server": p.pid()}}.run(ctx, os.Stdout)
 		if err != nil {
 			return err
 		}
@@ -217,13 +217,14 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 	if err := waitHTTP(ctx, "http://"+addr+"/health"); err != nil {
 		return err
 	}
+	watch := map[string]int{"server": api.pid(), "redis": redisPID(ctx, rdb)}
 	fmt.Println("bench: 2/6 single-metric ingest (limiter on, durable XADD)")
 	for _, c := range o.conns {
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			return err
 		}
 		r, err := loadSpec{name: "ingest", addr: addr, conns: c, warmup: time.Second, duration: o.duration, items: 1,
-			reqs: ingestRequests(addr, singleBody)}.run(ctx, os.Stdout)
+			reqs: ingestRequests(addr, singleBody), watch: watch}.run(ctx, os.Stdout)
 		if err != nil {
 			return err
 		}
@@ -245,7 +246,7 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 	}
 	batch.WriteString("]")
 	rep.batch, err = loadSpec{name: "batch", addr: addr, conns: 16, warmup: time.Second, duration: o.duration, items: 100,
-		reqs: ingestRequests(addr, []byte(batch.String()))}.run(ctx, os.Stdout)
+		reqs: ingestRequests(addr, []byte(batch.String())), watch: watch}.run(ctx, os.Stdout)
 	if err != nil {
 		return err
 	}
@@ -259,7 +260,7 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 	get := func(int) [][]byte {
 		return [][]byte{rawRequest("GET", addr, "/api/metrics/summary?type=cpu_usage", nil, nil)}
 	}
-	rep.summary, err = loadSpec{name: "summary", addr: addr, conns: 64, warmup: time.Second, duration: o.duration, items: 1, reqs: get}.run(ctx, os.Stdout)
+	rep.summary, err = loadSpec{name: "summary", addr: addr, conns: 64, warmup: time.Second, duration: o.duration, items: 1, reqs: get, watch: watch}.run(ctx, os.Stdout)
 	return err
 }
 

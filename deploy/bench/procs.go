@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // proc is a child process the harness started.
@@ -56,6 +58,23 @@ func (p *proc) stop() {
 			<-p.done
 		}
 	})
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// redisPID is the process id Redis reports (INFO server), 0 when unknown.
+func redisPID(ctx context.Context, rdb redis.UniversalClient) int {
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			pid, _ := strconv.Atoi(v)
+			return pid
+		}
+	}
+	return 0
 }
 
 // peakRSS is the process's peak resident set (VmHWM) in bytes.

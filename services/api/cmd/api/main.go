@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -29,12 +30,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "config:", err)
 		os.Exit(2)
 	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		// The live heap is a few MiB while every request allocates, so at
+		// the default GOGC=100 the collector ran ~30 times a second under
+		// load. 400 cut the api's CPU per ingest request by ~13% (make
+		// bench) for a heap that stays far below the 100 MiB budget.
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// One JSON line per request: buffered so logging costs no syscall per
 	// request (lines reach stderr within 100ms, all of them on exit).
 	logs := logbuf.New(os.Stderr, 100*time.Millisecond)
-	err = run(ctx, cfg, newLogger(logs, cfg.LogLevel))
+	err = run(ctx, cfg, newLogger(logs, cfg.LogLevel), logs)
 	_ = logs.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "api:", err)
@@ -42,7 +50,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+func run(ctx context.Context, cfg config.Config, log *slog.Logger, accessLog io.Writer) error {
 	log.Info("starting api", cfg.Describe()...)
 	rdb, err := redisclient.New(cfg.Redis)
 	if err != nil {
@@ -50,7 +58,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer rdb.Close()
 
-	api, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: log, Metrics: telemetry.New()})
+	api, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: log, AccessLog: accessLog, Metrics: telemetry.New()})
 	if err != nil {
 		return err
 	}

@@ -8,12 +8,12 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
@@ -63,18 +63,8 @@ func NewHandler(store Appender, policy ratelimit.Policy, limits Limits, rec Reco
 	return h
 }
 
-type singleResponse struct {
-	ID   string `json:"id"`
-	Type string `json:"type"`
-}
-
-type batchResponse struct {
-	Accepted int      `json:"accepted"`
-	IDs      []string `json:"ids"`
-}
-
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	if !isJSON(r.Header["Content-Type"]) {
 		problem.Write(w, r, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported Media Type",
 			fmt.Sprintf("Content-Type must be application/json, got %q", r.Header.Get("Content-Type"))))
 		return
@@ -101,7 +91,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.decodeError(w, r, err)
 		return
 	}
-	res, err := h.store.Append(r.Context(), ratelimit.Key(r.Context()), ms)
+	res, err := h.store.Append(r.Context(), ratelimit.Key(r), ms)
 	if h.policy.Enabled() && (err == nil || errors.Is(err, ratelimit.ErrLimited)) {
 		h.policy.SetHeaders(w.Header(), res.Decision)
 	}
@@ -127,15 +117,54 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"the metrics store (Redis) did not acknowledge the write; nothing was stored, retry later"))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Location", "/api/metrics/summary?type="+ms[0].Type)
+	// The body is built by hand: ids are "<ms>-<seq>" and types are
+	// validated to [A-Za-z0-9_.:-], so neither needs JSON escaping, and
+	// encoding/json costs more than the rest of the response.
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonContentType
+	hdr["Location"] = []string{"/api/metrics/summary?type=" + ms[0].Type}
 	w.WriteHeader(http.StatusCreated)
-	enc := json.NewEncoder(w)
+	out := h.bodies.Get().(*bytes.Buffer)
+	defer h.putBody(out)
+	b := out.AvailableBuffer()
 	if batch {
-		_ = enc.Encode(batchResponse{Accepted: len(res.IDs), IDs: res.IDs})
-		return
+		b = append(b, `{"accepted":`...)
+		b = strconv.AppendInt(b, int64(len(res.IDs)), 10)
+		b = append(b, `,"ids":[`...)
+		for i, id := range res.IDs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, id...)
+			b = append(b, '"')
+		}
+		b = append(b, "]}\n"...)
+	} else {
+		b = append(b, `{"id":"`...)
+		b = append(b, res.IDs[0]...)
+		b = append(b, `","type":"`...)
+		b = append(b, ms[0].Type...)
+		b = append(b, "\"}\n"...)
 	}
-	_ = enc.Encode(singleResponse{ID: res.IDs[0], Type: ms[0].Type})
+	_, _ = w.Write(b)
+}
+
+// jsonContentType is shared by every 201: net/http only reads it.
+var jsonContentType = []string{"application/json"}
+
+// isJSON reports whether a Content-Type header names application/json
+// (parameters such as charset allowed). The exact value, which nearly every
+// client sends, is recognised without parsing.
+func isJSON(ct []string) bool {
+	if len(ct) == 1 && ct[0] == "application/json" {
+		return true
+	}
+	if len(ct) == 0 {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct[0])
+	return err == nil && mt == "application/json"
 }
 
 func (h *Handler) putBody(b *bytes.Buffer) {

@@ -3,11 +3,13 @@ package middleware_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/resilientanalytics/ra/services/api/internal/middleware"
 )
@@ -48,7 +50,7 @@ func TestRequestID(t *testing.T) {
 func TestRecoverAnswersProblemAndLogs(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	h := middleware.RequestID(middleware.AccessLog(log)(middleware.Recover(log)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	h := middleware.RequestID(middleware.AccessLog(log, &logs)(middleware.Recover(log)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("boom")
 	}))))
 	rec := httptest.NewRecorder()
@@ -64,4 +66,90 @@ func TestRecoverAnswersProblemAndLogs(t *testing.T) {
 	if !strings.Contains(logs.String(), `"panic":"boom"`) || !strings.Contains(logs.String(), `"status":500`) {
 		t.Fatalf("logs: %s", logs.String())
 	}
+}
+
+// serveLogged runs one request through AccessLog with the handler answering
+// status and returns the line it wrote (empty if none).
+func serveLogged(t *testing.T, level slog.Level, path string, status int) string {
+	t.Helper()
+	var out bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: level}))
+	h := middleware.RequestID(middleware.AccessLog(log, &out)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte("hello"))
+	})))
+	req := httptest.NewRequest("POST", "/", nil)
+	req.URL.Path = path
+	req.Header.Set("X-Request-ID", "req-1")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	return out.String()
+}
+
+func TestAccessLogLine(t *testing.T) {
+	tests := []struct {
+		name      string
+		min       slog.Level
+		status    int
+		wantLevel string // "" = no line
+	}{
+		{"2xx at info", slog.LevelInfo, 201, "INFO"},
+		{"4xx at info", slog.LevelInfo, 429, "INFO"},
+		{"5xx at warn", slog.LevelInfo, 503, "WARN"},
+		{"2xx dropped when LOG_LEVEL=warn", slog.LevelWarn, 201, ""},
+		{"5xx kept when LOG_LEVEL=warn", slog.LevelWarn, 500, "WARN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			line := serveLogged(t, tt.min, "/api/metrics", tt.status)
+			if tt.wantLevel == "" {
+				if line != "" {
+					t.Fatalf("wrote %q, want nothing", line)
+				}
+				return
+			}
+			if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
+				t.Fatalf("not one line: %q", line)
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(line), &got); err != nil {
+				t.Fatalf("not JSON: %v: %q", err, line)
+			}
+			ts, _ := got["time"].(string)
+			if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+				t.Errorf("time %q: %v", ts, err)
+			}
+			want := map[string]any{"level": tt.wantLevel, "msg": "request", "request_id": "req-1", "method": "POST",
+				"path": "/api/metrics", "status": float64(tt.status), "bytes": float64(5)}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
+			}
+			if d, ok := got["duration_ms"].(float64); !ok || d < 0 {
+				t.Errorf("duration_ms = %v", got["duration_ms"])
+			}
+		})
+	}
+}
+
+// FuzzAccessLogPath: whatever a client puts in the path (quotes, control
+// characters, invalid UTF-8), the access line stays valid JSON and carries
+// the path as encoding/json would.
+func FuzzAccessLogPath(f *testing.F) {
+	for _, s := range []string{"/api/metrics", `/a"b\c`, "/\x00\x1f\n\r\t", "/caf\xc3\xa9", "/bad\xff\xfe", "/\u2028<&>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		line := serveLogged(t, slog.LevelInfo, path, 200)
+		var got struct{ Path string }
+		if err := json.Unmarshal([]byte(line), &got); err != nil {
+			t.Fatalf("line is not JSON for path %q: %v: %q", path, err, line)
+		}
+		ref, _ := json.Marshal(path)
+		var want string
+		_ = json.Unmarshal(ref, &want)
+		if got.Path != want {
+			t.Fatalf("path %q logged as %q, want %q", path, got.Path, want)
+		}
+	})
 }

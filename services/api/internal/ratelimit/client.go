@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"net/netip"
@@ -9,45 +8,34 @@ import (
 	chimw "github.com/go-chi/chi/v5/middleware"
 )
 
-type clientKeyCtx struct{}
-
-// ClientKey returns middleware that stores the client key of each request:
-// the connection's IP, or the client named by X-Forwarded-For when the
+// ClientKey returns middleware that resolves the client of each request for
+// Key: the connection's IP, or the client named by X-Forwarded-For when the
 // direct peer is inside trusted (chi's ClientIPFromXFF walk; never the
-// spoofable RealIP). IPv6 clients are keyed by their /64, since one host
-// usually owns a whole /64 and could otherwise rotate addresses freely.
+// spoofable RealIP).
 func ClientKey(trusted []netip.Prefix) func(http.Handler) http.Handler {
-	var resolve func(http.Handler) http.Handler
 	if len(trusted) == 0 {
 		// ClientIPFromXFF panics without prefixes: with none, only the peer counts.
-		resolve = chimw.ClientIPFromRemoteAddr
-	} else {
-		s := make([]string, len(trusted))
-		for i, p := range trusted {
-			s[i] = p.String()
-		}
-		resolve = chimw.ClientIPFromXFF(s...)
+		return chimw.ClientIPFromRemoteAddr
 	}
-	return func(next http.Handler) http.Handler {
-		keyed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ip := chimw.GetClientIPAddr(r.Context())
-			if !ip.IsValid() {
-				// A trusted peer that sent no X-Forwarded-For: the peer is the client.
-				ip = remoteAddr(r.RemoteAddr)
-			}
-			r = r.WithContext(context.WithValue(r.Context(), clientKeyCtx{}, keyOf(ip)))
-			next.ServeHTTP(w, r)
-		})
-		return resolve(keyed)
+	s := make([]string, len(trusted))
+	for i, p := range trusted {
+		s[i] = p.String()
 	}
+	return chimw.ClientIPFromXFF(s...)
 }
 
-// Key returns the client key stored by ClientKey ("unknown" if none).
-func Key(ctx context.Context) string {
-	if k, ok := ctx.Value(clientKeyCtx{}).(string); ok {
-		return k
+// Key is the rate-limit key of r's client: the address ClientKey resolved,
+// else the direct peer (a trusted proxy that sent no X-Forwarded-For is
+// the client). IPv6 clients are keyed by their /64, since one host usually
+// owns a whole /64 and could otherwise rotate addresses freely. It is
+// computed on use rather than stored by the middleware: one context copy
+// less per request on the hot path.
+func Key(r *http.Request) string {
+	ip := chimw.GetClientIPAddr(r.Context())
+	if !ip.IsValid() {
+		ip = remoteAddr(r.RemoteAddr)
 	}
-	return "unknown"
+	return keyOf(ip)
 }
 
 func remoteAddr(s string) netip.Addr {

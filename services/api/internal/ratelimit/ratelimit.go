@@ -49,10 +49,28 @@ func (d Decision) ResetSeconds() int {
 // SetHeaders writes the IETF draft RateLimit-Policy and RateLimit headers
 // and, when the request was rejected, Retry-After.
 func (p Policy) SetHeaders(h http.Header, d Decision) {
-	h.Set("RateLimit-Policy", `"`+PolicyName+`";q=`+strconv.Itoa(p.Max)+`;w=`+strconv.Itoa(int(p.Window/time.Second)))
-	reset := strconv.Itoa(d.ResetSeconds())
-	h.Set("RateLimit", `"`+PolicyName+`";r=`+strconv.Itoa(d.Remaining)+`;t=`+reset)
+	// Assigned under their canonical keys: Header.Set would canonicalise
+	// "RateLimit" on every request of the hot path.
+	reset := d.ResetSeconds()
+	h["Ratelimit-Policy"] = []string{string(p.appendPolicy(make([]byte, 0, 32)))}
+	h["Ratelimit"] = []string{string(appendItem(make([]byte, 0, 32), "r", d.Remaining, "t", reset))}
 	if !d.Allowed {
-		h.Set("Retry-After", reset)
+		h["Retry-After"] = []string{strconv.Itoa(reset)}
 	}
+}
+
+func (p Policy) appendPolicy(b []byte) []byte {
+	return appendItem(b, "q", p.Max, "w", int(p.Window/time.Second))
+}
+
+// appendItem appends `"default";k1=v1;k2=v2`, a structured-field item.
+func appendItem(b []byte, k1 string, v1 int, k2 string, v2 int) []byte {
+	b = append(b, `"`+PolicyName+`";`...)
+	b = append(b, k1...)
+	b = append(b, '=')
+	b = strconv.AppendInt(b, int64(v1), 10)
+	b = append(b, ';')
+	b = append(b, k2...)
+	b = append(b, '=')
+	return strconv.AppendInt(b, int64(v2), 10)
 }

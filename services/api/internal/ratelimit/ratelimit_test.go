@@ -67,7 +67,7 @@ func TestClientKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got string
 			h := ratelimit.ClientKey(tt.trusted)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				got = ratelimit.Key(r.Context())
+				got = ratelimit.Key(r)
 			}))
 			r := httptest.NewRequest("POST", "/api/metrics", nil)
 			r.RemoteAddr = tt.remote

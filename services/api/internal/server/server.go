@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 
@@ -30,6 +31,8 @@ type Deps struct {
 	Config config.Config
 	Redis  redis.UniversalClient
 	Log    *slog.Logger
+	// AccessLog receives one JSON line per request (nil: none are written).
+	AccessLog io.Writer
 	// Metrics is the api's Prometheus registry and recorder.
 	Metrics *telemetry.Metrics
 }
@@ -96,7 +99,11 @@ func New(d Deps) (*API, error) {
 		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, d.Log)
 
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(d.Log), middleware.Recover(d.Log))
+	access := d.AccessLog
+	if access == nil {
+		access = io.Discard
+	}
+	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(d.Log, access), middleware.Recover(d.Log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not Found", "no such endpoint: "+r.URL.Path))
 	})
