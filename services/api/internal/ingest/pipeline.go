@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,16 +39,48 @@ type coalescer struct {
 	wg     sync.WaitGroup
 }
 
-// appendCall is one request's share of a script call.
+// appendCall is one request's share of a script call. Calls are recycled
+// (callPool) once their request has taken the reply: per request they were
+// three allocations on the hot path.
 type appendCall struct {
 	ctx    context.Context
 	stream string
 	rlKey  string
 	n      int   // metrics
 	fields []any // n * fieldsPerMetric XADD field arguments
-	done   chan struct{}
-	res    []any
-	err    error
+	// done receives one value when res and err are set (buffered, so the
+	// flusher never blocks and the channel can be reused).
+	done chan struct{}
+	res  []any
+	err  error
+}
+
+var callPool = sync.Pool{New: func() any { return &appendCall{done: make(chan struct{}, 1)} }}
+
+// newCall returns an empty call with room for n metrics' fields.
+func newCall(ctx context.Context, stream, rlKey string, n int) *appendCall {
+	cl := callPool.Get().(*appendCall)
+	cl.ctx, cl.stream, cl.rlKey, cl.n = ctx, stream, rlKey, n
+	cl.fields = slices.Grow(cl.fields[:0], n*fieldsPerMetric)
+	return cl
+}
+
+// release recycles cl. Only do may call it, and only after cl's reply
+// arrived: a call abandoned on a cancelled context may still be in a
+// batch, so it is left to the garbage collector.
+func (cl *appendCall) release() {
+	if cap(cl.fields) > 1024 {
+		cl.fields = nil // let batch-sized slices go rather than pin them
+	}
+	clear(cl.fields[:cap(cl.fields)])
+	cl.ctx, cl.res, cl.err = nil, nil, nil
+	callPool.Put(cl)
+}
+
+// finish hands cl its outcome.
+func (cl *appendCall) finish(res []any, err error) {
+	cl.res, cl.err = res, err
+	cl.done <- struct{}{}
 }
 
 // maxScriptArgs bounds one script call: a few large batches per call, so no
@@ -75,7 +108,6 @@ func newCoalescer(rdb redis.UniversalClient, script *redis.Script, head func() [
 // context. A context that ends while the call is in flight leaves the
 // outcome unknown (like any timed-out write); the caller answers 503.
 func (c *coalescer) do(cl *appendCall) ([]any, error) {
-	cl.done = make(chan struct{})
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
@@ -90,7 +122,9 @@ func (c *coalescer) do(cl *appendCall) ([]any, error) {
 	c.mu.RUnlock()
 	select {
 	case <-cl.done:
-		return cl.res, cl.err
+		res, err := cl.res, cl.err
+		cl.release()
+		return res, err
 	case <-cl.ctx.Done():
 		return nil, cl.ctx.Err()
 	}
@@ -111,8 +145,7 @@ func (c *coalescer) Close() {
 	for {
 		select {
 		case cl := <-c.calls:
-			cl.err = errClosed
-			close(cl.done)
+			cl.finish(nil, errClosed)
 		default:
 			return
 		}
@@ -159,8 +192,7 @@ func (c *coalescer) flush(batch []*appendCall) {
 	for _, cl := range batch {
 		if err := cl.ctx.Err(); err != nil {
 			// The client gave up before anything was sent: not sending is safe.
-			cl.err = err
-			close(cl.done)
+			cl.finish(nil, err)
 			continue
 		}
 		g := byStream[cl.stream]
@@ -227,12 +259,11 @@ func (g *group) deliver() {
 	}
 	for i, cl := range g.calls {
 		if err != nil {
-			cl.err = err
+			cl.finish(nil, err)
 		} else if res, ok := replies[i].([]any); ok {
-			cl.res = res
+			cl.finish(res, nil)
 		} else {
-			cl.err = fmt.Errorf("append.lua reply %d is %T", i, replies[i])
+			cl.finish(nil, fmt.Errorf("append.lua reply %d is %T", i, replies[i]))
 		}
-		close(cl.done)
 	}
 }

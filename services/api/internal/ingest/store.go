@@ -28,10 +28,12 @@ var ErrUnavailable = errors.New("metrics store unavailable")
 // Store checks the rate limit and appends metrics in one script call per
 // request; the calls of concurrent requests share pipelines.
 type Store struct {
-	keys       keys.Keys
 	partitions int
 	policy     ratelimit.Policy
 	pipe       *coalescer
+	// streams and rlPrefixes are keys.Keys' names per partition, built
+	// once: the rate-limit key is then one concatenation per request.
+	streams, rlPrefixes []string
 }
 
 // Pipeline settings. One flusher: while its script call is in flight the
@@ -53,8 +55,13 @@ func NewStore(rdb redis.UniversalClient, k keys.Keys, partitions int, policy rat
 	head := func() []any {
 		return []any{policy.Max, policy.Window.Milliseconds(), fieldsPerMetric}
 	}
-	return &Store{keys: k, partitions: partitions, policy: policy,
+	s := &Store{partitions: partitions, policy: policy,
 		pipe: newCoalescer(rdb, redis.NewScript(appendSource), head, pipelineFlushers, pipelineMaxCalls, pipelineTimeout)}
+	for p := range partitions {
+		s.streams = append(s.streams, k.Stream(p))
+		s.rlPrefixes = append(s.rlPrefixes, k.RateLimit(p, ""))
+	}
+	return s
 }
 
 // Close stops the pipeline flushers; later Appends fail.
@@ -95,11 +102,11 @@ func Partition(client string, n int) int {
 // after a timeout could store the metrics twice.
 func (s *Store) Append(ctx context.Context, client string, ms []metric.Metric) (Result, error) {
 	p := s.partition(client)
-	fields := make([]any, 0, len(ms)*fieldsPerMetric)
+	cl := newCall(ctx, s.streams[p], s.rlPrefixes[p]+client, len(ms))
 	for _, m := range ms {
-		fields = m.AppendFields(fields)
+		cl.fields = m.AppendFields(cl.fields)
 	}
-	raw, err := s.pipe.do(&appendCall{ctx: ctx, stream: s.keys.Stream(p), rlKey: s.keys.RateLimit(p, client), n: len(ms), fields: fields})
+	raw, err := s.pipe.do(cl)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: append %d metrics: %w", ErrUnavailable, len(ms), err)
 	}
