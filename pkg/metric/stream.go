@@ -28,14 +28,24 @@ func (m Metric) Micros() int64 { return m.Timestamp.UnixMicro() }
 // parses back to the same bits).
 func FormatValue(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
+// FieldNames are the stream entry's field names, in the order AppendValues
+// appends their values. A writer that sends many entries can send the names
+// once and the values per entry (the api's append script does).
+var FieldNames = []string{FieldType, FieldValue, FieldTimestamp}
+
+// AppendValues appends m's stream entry values to dst, in FieldNames order.
+func (m Metric) AppendValues(dst []any) []any {
+	return append(dst, m.Type, FormatValue(m.Value), strconv.FormatInt(m.Micros(), 10))
+}
+
 // AppendFields appends m's stream entry fields (name, value, name, value...)
 // to dst, in the order XADD takes them.
 func (m Metric) AppendFields(dst []any) []any {
-	return append(dst,
-		FieldType, m.Type,
-		FieldValue, FormatValue(m.Value),
-		FieldTimestamp, strconv.FormatInt(m.Micros(), 10),
-	)
+	vals := m.AppendValues(make([]any, 0, len(FieldNames)))
+	for i, name := range FieldNames {
+		dst = append(dst, name, vals[i])
+	}
+	return dst
 }
 
 // FromFields decodes a stream entry's fields (as go-redis returns them).

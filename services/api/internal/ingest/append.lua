@@ -9,9 +9,11 @@
 --                r = 1..m; the same client may appear more than once
 -- ARGV[1]        max requests per window (0 = limiter off: counters untouched)
 -- ARGV[2]        window in milliseconds
--- ARGV[3]        w, the number of field arguments per metric (name, value pairs)
+-- ARGV[3]        w, the number of fields of a stream entry
+-- ARGV[4..3+w]   the field names
 -- then for each request r: its metric count n_r, followed by n_r*w field
--- arguments, metric after metric
+-- values, metric after metric. The names are sent once per call rather
+-- than with every metric: half the arguments for Redis to parse.
 --
 -- Returns one array per request: {allowed, remaining, reset_ms, id_1..id_n}.
 -- allowed is 1, or 0 when the client is over quota (nothing appended, no
@@ -26,11 +28,18 @@ local max = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local w = tonumber(ARGV[3])
 local m = #KEYS - 1
-if not (max and window and w) or max < 0 or (max > 0 and window < 1) or w < 2 or m < 1 then
+if not (max and window and w) or max < 0 or (max > 0 and window < 1) or w < 1 or #ARGV < 3 + w or m < 1 then
   return redis.error_reply('ERR append.lua: bad arguments')
 end
+-- xadd is XADD's argument list, reused for every entry: the names stay,
+-- the value slots are refilled.
+local xadd = {KEYS[1], '*'}
+for f = 1, w do
+  xadd[1 + 2 * f] = ARGV[3 + f]
+end
+local first = 4 + w
 local counts = {}
-local pos = 4
+local pos = first
 for r = 1, m do
   local n = tonumber(ARGV[pos])
   if not n or n < 1 then
@@ -44,7 +53,7 @@ if pos - 1 ~= #ARGV then
 end
 
 local out = {}
-pos = 4
+pos = first
 for r = 1, m do
   local n = counts[r]
   local res
@@ -72,7 +81,10 @@ for r = 1, m do
     res = {1, remaining, reset}
     local i = pos + 1
     for e = 1, n do
-      res[3 + e] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + w - 1))
+      for f = 1, w do
+        xadd[2 + 2 * f] = ARGV[i + f - 1]
+      end
+      res[3 + e] = redis.call('XADD', unpack(xadd))
       i = i + w
     end
   end

@@ -26,7 +26,7 @@ import (
 type coalescer struct {
 	rdb      redis.UniversalClient
 	script   *redis.Script
-	head     func() []any // ARGV[1..3]: max, window, fields per metric
+	head     func() []any // ARGV before the requests: max, window, w, field names
 	calls    chan *appendCall
 	maxBatch int
 	timeout  time.Duration
@@ -47,7 +47,7 @@ type appendCall struct {
 	stream string
 	rlKey  string
 	n      int   // metrics
-	fields []any // n * fieldsPerMetric XADD field arguments
+	fields []any // n * fieldsPerMetric stream entry values
 	// done receives one value when res and err are set (buffered, so the
 	// flusher never blocks and the channel can be reused).
 	done chan struct{}

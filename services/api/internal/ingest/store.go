@@ -18,8 +18,8 @@ import (
 //go:embed append.lua
 var appendSource string
 
-// fieldsPerMetric is the number of XADD field arguments AppendFields adds.
-var fieldsPerMetric = len(metric.Metric{}.AppendFields(nil))
+// fieldsPerMetric is the number of values AppendValues adds.
+var fieldsPerMetric = len(metric.FieldNames)
 
 // ErrUnavailable wraps every failure to reach or use Redis: the request
 // could not be stored and the client should retry later.
@@ -53,7 +53,11 @@ const (
 func NewStore(rdb redis.UniversalClient, k keys.Keys, partitions int, policy ratelimit.Policy) *Store {
 	partitions = max(partitions, 1)
 	head := func() []any {
-		return []any{policy.Max, policy.Window.Milliseconds(), fieldsPerMetric}
+		head := []any{policy.Max, policy.Window.Milliseconds(), fieldsPerMetric}
+		for _, name := range metric.FieldNames {
+			head = append(head, name)
+		}
+		return head
 	}
 	s := &Store{partitions: partitions, policy: policy,
 		pipe: newCoalescer(rdb, redis.NewScript(appendSource), head, pipelineFlushers, pipelineMaxCalls, pipelineTimeout)}
@@ -104,7 +108,7 @@ func (s *Store) Append(ctx context.Context, client string, ms []metric.Metric) (
 	p := s.partition(client)
 	cl := newCall(ctx, s.streams[p], s.rlPrefixes[p]+client, len(ms))
 	for _, m := range ms {
-		cl.fields = m.AppendFields(cl.fields)
+		cl.fields = m.AppendValues(cl.fields)
 	}
 	raw, err := s.pipe.do(cl)
 	if err != nil {
