@@ -63,10 +63,84 @@ type loadSpec struct {
 	watch map[string]int
 }
 
-// run is bounded by warmup+duration and by a hard cap on requests.
+// sample is what one stretch of load measured.
+type sample struct {
+	requests, errors int
+	elapsed          time.Duration
+	lats             []time.Duration
+	cpu              map[string]time.Duration // CPU time used per watched process
+}
+
+func (a *sample) add(b sample) {
+	a.requests += b.requests
+	a.errors += b.errors
+	a.elapsed += b.elapsed
+	a.lats = append(a.lats, b.lats...)
+	if a.cpu == nil {
+		a.cpu = map[string]time.Duration{}
+	}
+	for k, v := range b.cpu {
+		a.cpu[k] += v
+	}
+}
+
+func (s loadSpec) result(m sample) result {
+	r := result{Name: s.name, Conns: s.conns, Requests: m.requests, Errors: m.errors, Items: s.items}
+	if m.elapsed > 0 {
+		r.RPS = float64(m.requests) / m.elapsed.Seconds()
+	}
+	if m.requests > 0 {
+		r.CPU = map[string]float64{}
+		for name, t := range m.cpu {
+			r.CPU[name] = t.Seconds() * 1e6 / float64(m.requests)
+		}
+	}
+	slices.Sort(m.lats)
+	if len(m.lats) > 0 {
+		r.P50 = m.lats[len(m.lats)*50/100]
+		r.P99 = m.lats[min(len(m.lats)-1, len(m.lats)*99/100)]
+	}
+	return r
+}
+
+// run measures s for its warmup and duration.
 func (s loadSpec) run(ctx context.Context, progress io.Writer) (result, error) {
+	m, err := s.measure(ctx, progress, s.warmup, s.duration)
+	return s.result(m), err
+}
+
+// interleave measures the specs in turns: slices rounds, each giving every
+// spec 1/slices of its duration (the first round with the spec's full
+// warmup, later ones with a short one). A ratio between two specs then
+// compares throughput measured minutes apart no more: this machine's speed
+// drifts by 20-30% over tens of seconds (neighbours on the host), which
+// moved ratios from back-to-back steps by as much.
+func interleave(ctx context.Context, progress io.Writer, rounds int, specs ...loadSpec) ([]result, error) {
+	sums := make([]sample, len(specs))
+	for round := range rounds {
+		for i, s := range specs {
+			warmup := s.warmup
+			if round > 0 {
+				warmup = min(warmup, 250*time.Millisecond)
+			}
+			m, err := s.measure(ctx, progress, warmup, s.duration/time.Duration(rounds))
+			if err != nil {
+				return nil, err
+			}
+			sums[i].add(m)
+		}
+	}
+	out := make([]result, len(specs))
+	for i, s := range specs {
+		out[i] = s.result(sums[i])
+	}
+	return out, nil
+}
+
+// measure is bounded by warmup+duration and by a hard cap on requests.
+func (s loadSpec) measure(ctx context.Context, progress io.Writer, warmup, duration time.Duration) (sample, error) {
 	const maxRequests = 5_000_000
-	ctx, cancel := context.WithTimeout(ctx, s.warmup+s.duration+10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, warmup+duration+10*time.Second)
 	defer cancel()
 	var (
 		measuring atomic.Bool
@@ -92,21 +166,23 @@ func (s loadSpec) run(ctx context.Context, progress io.Writer) (result, error) {
 			mu.Unlock()
 		}()
 	}
-	time.Sleep(s.warmup)
+	time.Sleep(warmup)
 	measuring.Store(true)
 	start := time.Now()
 	watch := map[string]int{"loadgen": os.Getpid()}
 	maps.Copy(watch, s.watch)
 	cpu0 := cpuTimes(watch)
-	tick := time.NewTicker(time.Second)
-	last := int64(0)
+	tick := time.NewTicker(100 * time.Millisecond)
+	last, lastAt := int64(0), start
 	for done := false; !done; {
 		select {
-		case <-tick.C:
+		case now := <-tick.C:
 			n := total.Load()
-			fmt.Fprintf(progress, "    %s c=%d: %.0f req/s\n", s.name, s.conns, float64(n-last))
-			last = n
-			if time.Since(start) >= s.duration || n >= maxRequests {
+			if now.Sub(lastAt) >= time.Second {
+				fmt.Fprintf(progress, "    %s c=%d: %.0f req/s\n", s.name, s.conns, float64(n-last)/now.Sub(lastAt).Seconds())
+				last, lastAt = n, now
+			}
+			if now.Sub(start) >= duration || n >= maxRequests {
 				done = true
 			}
 		case <-ctx.Done():
@@ -121,23 +197,15 @@ func (s loadSpec) run(ctx context.Context, progress io.Writer) (result, error) {
 	n := int(total.Load())
 	wg.Wait()
 	if firstErr != nil && n == 0 {
-		return result{}, fmt.Errorf("%s: %w", s.name, firstErr)
+		return sample{}, fmt.Errorf("%s: %w", s.name, firstErr)
 	}
-	slices.Sort(lats)
-	r := result{Name: s.name, Conns: s.conns, Requests: n, Errors: int(errs.Load()), Items: s.items, RPS: float64(n) / elapsed.Seconds()}
-	if n > 0 {
-		r.CPU = map[string]float64{}
-		for name, t1 := range cpu1 {
-			if t0, ok := cpu0[name]; ok {
-				r.CPU[name] = (t1 - t0).Seconds() * 1e6 / float64(n)
-			}
+	m := sample{requests: n, errors: int(errs.Load()), elapsed: elapsed, lats: lats, cpu: map[string]time.Duration{}}
+	for name, t1 := range cpu1 {
+		if t0, ok := cpu0[name]; ok {
+			m.cpu[name] = t1 - t0
 		}
 	}
-	if len(lats) > 0 {
-		r.P50 = lats[len(lats)*50/100]
-		r.P99 = lats[min(len(lats)-1, len(lats)*99/100)]
-	}
-	return r, nil
+	return m, nil
 }
 
 func (s loadSpec) worker(ctx context.Context, reqs [][]byte, stop, measuring *atomic.Bool, total, errs *atomic.Int64, lats *[]time.Duration) error {

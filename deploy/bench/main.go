@@ -79,19 +79,21 @@ func main() {
 }
 
 type report struct {
-	started   time.Time
-	baseline  []result
-	ingest    []result
-	batch     result
-	summary   result
-	apiRSS    int64
-	drain     [2]drainResult // one replica, two replicas
-	replay    float64        // apply script entries/s, called directly
-	xadd      float64        // redis-benchmark XADD, one per round trip
-	xaddP16   float64        // redis-benchmark XADD, 16-deep pipelines
-	cluster   *clusterResult // nil when the cluster step did not run
-	redisVer  string
-	totalTime time.Duration
+	started  time.Time
+	baseline []result
+	ingest   []result
+	batch    result
+	summary  result
+	// summaryBase is the HTTP limit measured in turns with the summary step.
+	summaryBase result
+	apiRSS      int64
+	drain       [2]drainResult // one replica, two replicas
+	replay      float64        // apply script entries/s, called directly
+	xadd        float64        // redis-benchmark XADD, one per round trip
+	xaddP16     float64        // redis-benchmark XADD, 16-deep pipelines
+	cluster     *clusterResult // nil when the cluster step did not run
+	redisVer    string
+	totalTime   time.Duration
 }
 
 type drainResult struct {
@@ -124,15 +126,12 @@ func run(ctx context.Context, o options) error {
 	rep.redisVer = redisVersion(ctx, rdb)
 	fmt.Printf("bench: redis-server %s on %s (AOF everysec)\n", rep.redisVer, srv.Addr())
 
-	if err := stepBaseline(ctx, o, rep); err != nil {
-		return err
-	}
 	if err := stepAPI(ctx, o, rep, srv.URL(), rdb); err != nil {
 		return err
 	}
 	if o.quick {
 		// Ingest and reads only, no report: for trying a change quickly.
-		for _, r := range append(append(rep.baseline, rep.ingest...), rep.batch, rep.summary) {
+		for _, r := range append(append(rep.baseline, rep.ingest...), rep.batch, rep.summaryBase, rep.summary) {
 			fmt.Printf("bench: %-8s c=%-3d %8.0f req/s  %8.0f items/s  p50 %s  p99 %s  non-2xx %d  CPU µs/req %s\n",
 				r.Name, r.Conns, r.RPS, r.ItemsPerSec(), ms(r.P50), ms(r.P99), r.Errors, r.cpuString())
 		}
@@ -171,34 +170,36 @@ func ingestRequests(host string, body []byte) func(int) [][]byte {
 	}
 }
 
-func stepBaseline(ctx context.Context, o options, rep *report) error {
+// startBaseline serves the HTTP-limit handler from a child process (so its
+// CPU is measured apart from the load generator's) and returns the spec that
+// loads it at conns connections.
+func startBaseline(ctx context.Context, o options) (*proc, func(conns int) loadSpec, error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	p, err := startProc("baseline", self, nil, "-serve-baseline", addr)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer p.stop()
 	if err := waitPort(ctx, addr); err != nil {
-		return err
+		p.stop()
+		return nil, nil, err
 	}
-	fmt.Println("bench: 1/6 HTTP limit (bare net/http handler decoding the same JSON)")
-	for _, c := range o.conns {
-		r, err := loadSpec{name: "baseline", addr: addr, conns: c, warmup: time.Second, duration: o.duration, items: 1,
-			reqs: ingestRequests(addr, singleBody), watch: map[string]int{"server": p.pid()}}.run(ctx, os.Stdout)
-		if err != nil {
-			return err
-		}
-		rep.baseline = append(rep.baseline, r)
+	spec := func(conns int) loadSpec {
+		return loadSpec{name: "baseline", addr: addr, conns: conns, warmup: time.Second, duration: o.duration, items: 1,
+			reqs: ingestRequests(addr, singleBody), watch: map[string]int{"server": p.pid()}}
 	}
-	return nil
+	return p, spec, nil
 }
+
+// sliceRounds is how many turns interleave gives the HTTP limit and the
+// step it is compared with.
+const sliceRounds = 4
 
 func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *redis.Client) error {
 	addr, err := freeAddr()
@@ -217,18 +218,25 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 	if err := waitHTTP(ctx, "http://"+addr+"/health"); err != nil {
 		return err
 	}
+	base, baseSpec, err := startBaseline(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer base.stop()
 	watch := map[string]int{"server": api.pid(), "redis": redisPID(ctx, rdb)}
-	fmt.Println("bench: 2/6 single-metric ingest (limiter on, durable XADD)")
+	fmt.Printf("bench: 1+2/6 HTTP limit (bare net/http handler decoding the same JSON) and single-metric ingest\n"+
+		"       (limiter on, durable XADD), in %d interleaved turns each\n", sliceRounds)
 	for _, c := range o.conns {
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			return err
 		}
-		r, err := loadSpec{name: "ingest", addr: addr, conns: c, warmup: time.Second, duration: o.duration, items: 1,
-			reqs: ingestRequests(addr, singleBody), watch: watch}.run(ctx, os.Stdout)
+		rs, err := interleave(ctx, os.Stdout, sliceRounds, baseSpec(c), loadSpec{name: "ingest", addr: addr, conns: c,
+			warmup: time.Second, duration: o.duration, items: 1, reqs: ingestRequests(addr, singleBody), watch: watch})
 		if err != nil {
 			return err
 		}
-		rep.ingest = append(rep.ingest, r)
+		rep.baseline = append(rep.baseline, rs[0])
+		rep.ingest = append(rep.ingest, rs[1])
 	}
 	rep.apiRSS = api.peakRSS()
 
@@ -251,7 +259,7 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 		return err
 	}
 
-	fmt.Println("bench: 4/6 cached summary reads")
+	fmt.Println("bench: 4/6 cached summary reads, interleaved with the HTTP limit")
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		return err
 	}
@@ -260,8 +268,13 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 	get := func(int) [][]byte {
 		return [][]byte{rawRequest("GET", addr, "/api/metrics/summary?type=cpu_usage", nil, nil)}
 	}
-	rep.summary, err = loadSpec{name: "summary", addr: addr, conns: 64, warmup: time.Second, duration: o.duration, items: 1, reqs: get, watch: watch}.run(ctx, os.Stdout)
-	return err
+	rs, err := interleave(ctx, os.Stdout, sliceRounds, baseSpec(64),
+		loadSpec{name: "summary", addr: addr, conns: 64, warmup: time.Second, duration: o.duration, items: 1, reqs: get, watch: watch})
+	if err != nil {
+		return err
+	}
+	rep.summaryBase, rep.summary = rs[0], rs[1]
+	return nil
 }
 
 func stepDrain(ctx context.Context, o options, rep *report, redisURL string, rdb *redis.Client) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +83,17 @@ func (cl *appendCall) finish(res []any, err error) {
 	cl.res, cl.err = res, err
 	cl.done <- struct{}{}
 }
+
+// Linger: when the first drain of the queue found few calls, the flusher
+// yields its thread up to lingerYields times so the request goroutines that
+// are about to enqueue can do so, and the call carries them too. A yield
+// returns at once when nothing else is runnable, so an idle api does not
+// wait. Under load it raised the calls per script call enough to cut Redis
+// CPU per request by ~10% (8.9-9.4 -> 8.0-8.2 µs, make bench -quick).
+const (
+	lingerYields = 2
+	lingerCalls  = 32
+)
 
 // maxScriptArgs bounds one script call: a few large batches per call, so no
 // flush stalls behind megabytes of arguments.
@@ -164,18 +176,29 @@ func (c *coalescer) flushLoop() {
 			return
 		}
 		args := len(batch[0].fields)
-	fill:
-		for len(batch) < c.maxBatch && args < maxScriptArgs {
-			select {
-			case cl := <-c.calls:
-				batch = append(batch, cl)
-				args += len(cl.fields)
-			default:
-				break fill
+		for yields := 0; ; yields++ {
+			batch, args = c.drain(batch, args)
+			if yields == lingerYields || len(batch) >= lingerCalls || len(batch) == c.maxBatch || args >= maxScriptArgs {
+				break
 			}
+			runtime.Gosched()
 		}
 		c.flush(batch)
 	}
+}
+
+// drain adds queued calls to batch while it has room.
+func (c *coalescer) drain(batch []*appendCall, args int) ([]*appendCall, int) {
+	for len(batch) < c.maxBatch && args < maxScriptArgs {
+		select {
+		case cl := <-c.calls:
+			batch = append(batch, cl)
+			args += len(cl.fields)
+		default:
+			return batch, args
+		}
+	}
+	return batch, args
 }
 
 // group is the calls for one stream: one script call.
