@@ -45,7 +45,7 @@ func Write(w http.ResponseWriter, r *http.Request, p Problem) {
 		p.Instance = r.URL.Path
 	}
 	if p.RequestID == "" {
-		p.RequestID = w.Header().Get("X-Request-ID")
+		p.RequestID = w.Header().Get("X-Request-Id")
 	}
 	if p.Title == "" {
 		p.Title = http.StatusText(p.Status)

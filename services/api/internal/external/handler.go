@@ -51,7 +51,7 @@ func (c *Client) DataHandler() http.Handler {
 		p := problem.New(http.StatusServiceUnavailable, "external-unavailable", "External service unavailable",
 			fallbackDetail(err))
 		p.Instance = r.URL.Path
-		p.RequestID = w.Header().Get("X-Request-ID")
+		p.RequestID = w.Header().Get("X-Request-Id")
 		writeJSON(w, http.StatusServiceUnavailable, "application/problem+json",
 			Fallback{Problem: p, CircuitState: state, Message: FallbackMessage})
 	})

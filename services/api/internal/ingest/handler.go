@@ -45,11 +45,12 @@ type Limits struct {
 
 // Handler is the POST /api/metrics handler.
 type Handler struct {
-	store  Appender
-	policy ratelimit.Policy
-	limits Limits
-	rec    Recorder
-	log    *slog.Logger
+	store   Appender
+	policy  ratelimit.Policy
+	headers ratelimit.Headers
+	limits  Limits
+	rec     Recorder
+	log     *slog.Logger
 	// bodies recycles request-body buffers: the decoder copies what it
 	// keeps, so a body's bytes are dead once ServeHTTP returns.
 	bodies sync.Pool
@@ -58,7 +59,7 @@ type Handler struct {
 // NewHandler returns the ingest handler. policy is only used for headers;
 // the store enforces it.
 func NewHandler(store Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) *Handler {
-	h := &Handler{store: store, policy: policy, limits: limits, rec: rec, log: log}
+	h := &Handler{store: store, policy: policy, headers: policy.Headers(), limits: limits, rec: rec, log: log}
 	h.bodies.New = func() any { return new(bytes.Buffer) }
 	return h
 }
@@ -93,7 +94,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := h.store.Append(r.Context(), ratelimit.Key(r), ms)
 	if h.policy.Enabled() && (err == nil || errors.Is(err, ratelimit.ErrLimited)) {
-		h.policy.SetHeaders(w.Header(), res.Decision)
+		h.headers.Set(w.Header(), res.Decision)
 	}
 	switch {
 	case errors.Is(err, ratelimit.ErrLimited):

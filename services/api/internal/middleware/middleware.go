@@ -19,8 +19,10 @@ import (
 	"github.com/resilientanalytics/ra/pkg/problem"
 )
 
-// RequestIDHeader carries the request id both ways.
-const RequestIDHeader = "X-Request-ID"
+// RequestIDHeader carries the request id both ways. Header names are
+// case-insensitive; this is the canonical form net/http stores, so lookups
+// need no canonicalising copy.
+const RequestIDHeader = "X-Request-Id"
 
 type requestIDCtx struct{}
 
@@ -29,11 +31,14 @@ type requestIDCtx struct{}
 // response and in the context.
 func RequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
+		var id string
+		if v := r.Header[RequestIDHeader]; len(v) > 0 {
+			id = v[0]
+		}
 		if !validID(id) {
 			id = newID()
 		}
-		w.Header().Set(RequestIDHeader, id)
+		w.Header()[RequestIDHeader] = []string{id}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDCtx{}, id)))
 	})
 }

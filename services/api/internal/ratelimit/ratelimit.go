@@ -47,12 +47,28 @@ func (d Decision) ResetSeconds() int {
 }
 
 // SetHeaders writes the IETF draft RateLimit-Policy and RateLimit headers
-// and, when the request was rejected, Retry-After.
-func (p Policy) SetHeaders(h http.Header, d Decision) {
-	// Assigned under their canonical keys: Header.Set would canonicalise
-	// "RateLimit" on every request of the hot path.
+// and, when the request was rejected, Retry-After. A handler that answers
+// many requests builds Headers once instead.
+func (p Policy) SetHeaders(h http.Header, d Decision) { p.Headers().Set(h, d) }
+
+// Headers writes one policy's headers; the RateLimit-Policy value is built
+// once.
+type Headers struct {
+	policy []string
+}
+
+// Headers returns p's header writer.
+func (p Policy) Headers() Headers {
+	return Headers{policy: []string{string(p.appendPolicy(nil))}}
+}
+
+// Set writes the headers for decision d. Values are assigned under their
+// canonical keys: Header.Set would canonicalise "RateLimit" on every
+// request of the hot path. The shared policy slice is only read by
+// net/http.
+func (hs Headers) Set(h http.Header, d Decision) {
 	reset := d.ResetSeconds()
-	h["Ratelimit-Policy"] = []string{string(p.appendPolicy(make([]byte, 0, 32)))}
+	h["Ratelimit-Policy"] = hs.policy
 	h["Ratelimit"] = []string{string(appendItem(make([]byte, 0, 32), "r", d.Remaining, "t", reset))}
 	if !d.Allowed {
 		h["Retry-After"] = []string{strconv.Itoa(reset)}
