@@ -81,6 +81,7 @@ func (r *report) markdown() string {
 	w("| Redis XADD, 16-deep pipelines | 64 | %.0f/s | | | | | | |\n", r.xaddP16)
 	w("\napi peak RSS (VmHWM) after the %d-connection run: **%.1f MiB** (target < 100 MiB).\n", r.ingest[len(r.ingest)-1].Conns, float64(r.apiRSS)/(1<<20))
 	w("Drain: %d entries pre-filled in 8 types, timed from the aggregator's start until every summary count adds up.\n\n", r.drain[0].entries)
+	r.cpuTable(w)
 	if c := r.cluster; c != nil {
 		single := result{}
 		for _, x := range r.ingest {
@@ -103,6 +104,40 @@ func (r *report) markdown() string {
 	}
 	w("![throughput and p99 against connections](benchmarks.svg)\n%s\n", endMarker)
 	return b.String()
+}
+
+// cpuTable shows where the two shared cores went per answered request
+// (user+system CPU time from /proc, all threads): the load generator, the
+// server under test and Redis. A ratio to the HTTP limit cannot exceed the
+// ratio of these totals by much, whatever the scheduling.
+func (r *report) cpuTable(w func(string, ...any)) {
+	rows := []result{}
+	for _, x := range r.baseline {
+		if x.Conns == 64 {
+			rows = append(rows, x)
+		}
+	}
+	for _, x := range r.ingest {
+		if x.Conns == 64 {
+			rows = append(rows, x)
+		}
+	}
+	rows = append(rows, r.summary)
+	if len(rows) < 3 || rows[0].CPU == nil {
+		return
+	}
+	w("### Where the CPU goes (64 connections)\n\n")
+	w("CPU time per answered request, µs (user + system, every thread, from /proc); the HTTP limit's server is the bare handler.\n\n")
+	w("| Step | load generator | server | Redis | total | req/s | cores busy |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, x := range rows {
+		total := x.CPU["loadgen"] + x.CPU["server"] + x.CPU["redis"]
+		redisCPU := "–"
+		if v, ok := x.CPU["redis"]; ok {
+			redisCPU = fmt.Sprintf("%.1f", v)
+		}
+		w("| %s | %.1f | %.1f | %s | %.1f | %.0f | %.2f |\n", x.Name, x.CPU["loadgen"], x.CPU["server"], redisCPU, total, x.RPS, total*x.RPS/1e6)
+	}
+	w("\n")
 }
 
 func writeReport(o options, r *report) error {
