@@ -45,7 +45,7 @@ type options struct {
 
 func main() {
 	var o options
-	var conns, serve string
+	var conns, serve, serveWait string
 	flag.StringVar(&o.bin, "bin", "bin", "directory with api, aggregator")
 	flag.StringVar(&o.docs, "docs", "docs", "where benchmarks.md and benchmarks.svg go")
 	flag.StringVar(&o.aggDir, "aggregator-module", "services/aggregator", "aggregator module (for the replay benchmark)")
@@ -54,9 +54,10 @@ func main() {
 	flag.IntVar(&o.drainEntries, "drain", 200_000, "entries pre-filled for the drain step")
 	flag.BoolVar(&o.quick, "quick", false, "run only the HTTP limit and the api steps, write no report")
 	flag.StringVar(&serve, "serve-baseline", "", "internal: serve the baseline handler on this address")
+	flag.StringVar(&serveWait, "serve-baseline-wait", "", "internal: with -serve-baseline, wait for a shared PING to this Redis address")
 	flag.Parse()
 	if serve != "" {
-		if err := serveBaseline(serve); err != nil {
+		if err := serveBaseline(serve, serveWait); err != nil {
 			fmt.Fprintln(os.Stderr, "baseline:", err)
 			os.Exit(1)
 		}
@@ -84,6 +85,9 @@ type report struct {
 	ingest   []result
 	batch    result
 	summary  result
+	// wait is the bare handler that also waits for a shared Redis PING, at
+	// 64 connections (see baselineHandler).
+	wait result
 	// summaryBase is the HTTP limit measured in turns with the summary step.
 	summaryBase result
 	apiRSS      int64
@@ -132,7 +136,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.quick {
 		// Ingest and reads only, no report: for trying a change quickly.
-		for _, r := range append(append(rep.baseline, rep.ingest...), rep.batch, rep.summaryBase, rep.summary) {
+		for _, r := range append(append(rep.baseline, rep.ingest...), rep.wait, rep.batch, rep.summaryBase, rep.summary) {
 			fmt.Printf("bench: %-8s c=%-3d %8.0f req/s  %8.0f items/s  p50 %s  p99 %s  non-2xx %d  CPU µs/req %s\n",
 				r.Name, r.Conns, r.RPS, r.ItemsPerSec(), ms(r.P50), ms(r.P99), r.Errors, r.cpuString())
 		}
@@ -173,8 +177,9 @@ func ingestRequests(host string, body []byte) func(int) [][]byte {
 
 // startBaseline serves the HTTP-limit handler from a child process (so its
 // CPU is measured apart from the load generator's) and returns the spec that
-// loads it at conns connections.
-func startBaseline(ctx context.Context, o options) (*proc, func(conns int) loadSpec, error) {
+// loads it at conns connections. With redisAddr set it serves the variant
+// that waits for a shared Redis PING (see baselineHandler), named "wait".
+func startBaseline(ctx context.Context, o options, redisAddr string) (*proc, func(conns int) loadSpec, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, nil, err
@@ -183,7 +188,11 @@ func startBaseline(ctx context.Context, o options) (*proc, func(conns int) loadS
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := startProc("baseline", self, nil, "-serve-baseline", addr)
+	name, args := "baseline", []string{"-serve-baseline", addr}
+	if redisAddr != "" {
+		name, args = "wait", append(args, "-serve-baseline-wait", redisAddr)
+	}
+	p, err := startProc(name, self, nil, args...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -192,7 +201,7 @@ func startBaseline(ctx context.Context, o options) (*proc, func(conns int) loadS
 		return nil, nil, err
 	}
 	spec := func(conns int) loadSpec {
-		return loadSpec{name: "baseline", addr: addr, conns: conns, warmup: time.Second, duration: o.duration, items: 1,
+		return loadSpec{name: name, addr: addr, conns: conns, warmup: time.Second, duration: o.duration, items: 1,
 			reqs: ingestRequests(addr, singleBody), watch: map[string]int{"server": p.pid()}}
 	}
 	return p, spec, nil
@@ -219,25 +228,41 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 	if err := waitHTTP(ctx, "http://"+addr+"/health"); err != nil {
 		return err
 	}
-	base, baseSpec, err := startBaseline(ctx, o)
+	base, baseSpec, err := startBaseline(ctx, o, "")
 	if err != nil {
 		return err
 	}
 	defer base.stop()
-	watch := map[string]int{"server": api.pid(), "redis": redisPID(ctx, rdb)}
+	wait, waitSpec, err := startBaseline(ctx, o, rdb.Options().Addr)
+	if err != nil {
+		return err
+	}
+	defer wait.stop()
+	redisPid := redisPID(ctx, rdb)
+	watch := map[string]int{"server": api.pid(), "redis": redisPid}
 	fmt.Printf("bench: 1+2/6 HTTP limit (bare net/http handler decoding the same JSON) and single-metric ingest\n"+
 		"       (limiter on, durable XADD), in %d interleaved turns each\n", sliceRounds)
 	for _, c := range o.conns {
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			return err
 		}
-		rs, err := interleave(ctx, os.Stdout, sliceRounds, baseSpec(c), loadSpec{name: "ingest", addr: addr, conns: c,
-			warmup: time.Second, duration: o.duration, items: 1, reqs: ingestRequests(addr, singleBody), watch: watch})
+		specs := []loadSpec{baseSpec(c), {name: "ingest", addr: addr, conns: c,
+			warmup: time.Second, duration: o.duration, items: 1, reqs: ingestRequests(addr, singleBody), watch: watch}}
+		if c == 64 {
+			// The reference that only waits on Redis, in the same turns.
+			w := waitSpec(c)
+			w.watch["redis"] = redisPid
+			specs = append(specs, w)
+		}
+		rs, err := interleave(ctx, os.Stdout, sliceRounds, specs...)
 		if err != nil {
 			return err
 		}
 		rep.baseline = append(rep.baseline, rs[0])
 		rep.ingest = append(rep.ingest, rs[1])
+		if c == 64 {
+			rep.wait = rs[2]
+		}
 	}
 	rep.apiRSS = api.peakRSS()
 

@@ -69,6 +69,8 @@ func (r *report) markdown() string {
 		w("| ingest, 1 metric, limiter on | %d | %.0f req/s | %s | %s | %d | HTTP limit at %d | %s | %s |\n",
 			x.Conns, x.RPS, ms(x.P50), ms(x.P99), x.Errors, x.Conns, ratio(x.RPS, base[x.Conns].RPS), target)
 	}
+	w("| reference: bare handler + wait for one shared Redis PING per batch | %d | %.0f req/s | %s | %s | %d | HTTP limit at %d | %s | |\n",
+		r.wait.Conns, r.wait.RPS, ms(r.wait.P50), ms(r.wait.P99), r.wait.Errors, r.wait.Conns, ratio(r.wait.RPS, base[r.wait.Conns].RPS))
 	w("| ingest, batches of 100 | %d | %.0f metrics/s (%.0f req/s) | %s | %s | %d | target | %s | ≥ 150,000 metrics/s |\n",
 		r.batch.Conns, r.batch.ItemsPerSec(), r.batch.RPS, ms(r.batch.P50), ms(r.batch.P99), r.batch.Errors, ratio(r.batch.ItemsPerSec(), 150000))
 	w("| summary, cached | %d | %.0f req/s | %s | %s | %d | HTTP limit at 64 in the same turns (%.0f req/s) | %s | ≥ 0.80 |\n",
@@ -123,12 +125,13 @@ func (r *report) cpuTable(w func(string, ...any)) {
 			rows = append(rows, x)
 		}
 	}
-	rows = append(rows, r.summary)
-	if len(rows) < 3 || rows[0].CPU == nil {
+	rows = append(rows, r.wait, r.summary)
+	if len(rows) < 4 || rows[0].CPU == nil {
 		return
 	}
 	w("### Where the CPU goes (64 connections)\n\n")
-	w("CPU time per answered request, µs (user + system, every thread, from /proc); the HTTP limit's server is the bare handler.\n\n")
+	w("CPU time per answered request, µs (user + system, every thread, from /proc); baseline is the bare handler, wait the\n")
+	w("bare handler that also waits for a shared Redis PING (the price of waiting on Redis at all).\n\n")
 	w("| Step | load generator | server | Redis | total | req/s | cores busy |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, x := range rows {
 		total := x.CPU["loadgen"] + x.CPU["server"] + x.CPU["redis"]
