@@ -77,15 +77,10 @@ func AccessLog(log *slog.Logger, out io.Writer) func(http.Handler) http.Handler 
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rw := recorders.Get().(*recorder)
-			rw.ResponseWriter, rw.status, rw.bytes = w, 0, 0
+			rw := NewRecorder(w)
 			defer func() {
-				status, n := rw.status, rw.bytes
-				rw.ResponseWriter = nil
-				recorders.Put(rw)
-				if status == 0 {
-					status = http.StatusOK
-				}
+				status, n := rw.Status(), rw.Bytes()
+				rw.Release()
 				level := slog.LevelInfo
 				if status >= 500 {
 					level = slog.LevelWarn
@@ -104,27 +99,54 @@ func AccessLog(log *slog.Logger, out io.Writer) func(http.Handler) http.Handler 
 	}
 }
 
-var (
-	recorders = sync.Pool{New: func() any { return new(recorder) }}
-	lines     = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
-)
+var lines = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
-// recorder remembers the status and body size a handler sent. Unwrap lets
-// http.ResponseController reach the connection (Flush, deadlines).
-type recorder struct {
+var recorders = sync.Pool{New: func() any { return new(Recorder) }}
+
+// Recorder wraps a ResponseWriter and remembers the final status and the
+// body bytes a handler sent, for the access log and the request metrics.
+// Recorders are pooled (the hot path allocates none): Release one once the
+// handler has returned and its status was read; net/http already forbids
+// using a writer after that. Unwrap lets http.ResponseController reach the
+// connection (Flush, deadlines).
+type Recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int
 }
 
-func (w *recorder) WriteHeader(code int) {
+// NewRecorder wraps w.
+func NewRecorder(w http.ResponseWriter) *Recorder {
+	r := recorders.Get().(*Recorder)
+	r.ResponseWriter, r.status, r.bytes = w, 0, 0
+	return r
+}
+
+// Release returns r to the pool.
+func (w *Recorder) Release() {
+	w.ResponseWriter = nil
+	recorders.Put(w)
+}
+
+// Status is the final status sent: 200 when the handler wrote nothing.
+func (w *Recorder) Status() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Bytes is the number of body bytes written.
+func (w *Recorder) Bytes() int { return w.bytes }
+
+func (w *Recorder) WriteHeader(code int) {
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code // 1xx informational headers are not the final status
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *recorder) Write(b []byte) (int, error) {
+func (w *Recorder) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
@@ -134,7 +156,7 @@ func (w *recorder) Write(b []byte) (int, error) {
 }
 
 // Flush implements http.Flusher for handlers that type-assert it.
-func (w *recorder) Flush() {
+func (w *Recorder) Flush() {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
@@ -143,7 +165,8 @@ func (w *recorder) Flush() {
 	}
 }
 
-func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// Unwrap returns the wrapped writer for http.ResponseController.
+func (w *Recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func appendAccessLine(b []byte, t time.Time, level slog.Level, id, method, path string, status, n int, d time.Duration) []byte {
 	b = append(b, `{"time":"`...)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/resilientanalytics/ra/services/api/internal/middleware"
 )
 
 // RouteOther is the route label of requests no route matched.
@@ -30,15 +32,10 @@ const RouteOther = "other"
 func (m *Metrics) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := writerPool.Get().(*statusWriter)
-		sw.ResponseWriter, sw.status, sw.wrote = w, 0, false
-		next.ServeHTTP(sw, r)
-		status := sw.status
-		if !sw.wrote {
-			status = http.StatusOK
-		}
-		sw.ResponseWriter = nil
-		writerPool.Put(sw)
+		rw := middleware.NewRecorder(w)
+		next.ServeHTTP(rw, r)
+		status := rw.Status()
+		rw.Release()
 
 		route := ""
 		if rc := chi.RouteContext(r.Context()); rc != nil {
@@ -105,42 +102,3 @@ func (t *routeTable) series(route string, code int) *series {
 	}
 	return s
 }
-
-var writerPool = sync.Pool{New: func() any { return new(statusWriter) }}
-
-// statusWriter records the status code a handler sends. Unwrap lets
-// http.ResponseController reach the underlying writer (Flush, deadlines,
-// Hijack).
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wrote && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		// 1xx informational headers are not the final status.
-		w.status, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.status, w.wrote = http.StatusOK, true
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Flush implements http.Flusher for handlers that type-assert it.
-func (w *statusWriter) Flush() {
-	if !w.wrote {
-		w.status, w.wrote = http.StatusOK, true
-	}
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap returns the wrapped writer for http.ResponseController.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
