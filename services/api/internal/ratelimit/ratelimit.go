@@ -46,13 +46,9 @@ func (d Decision) ResetSeconds() int {
 	return max(1, s)
 }
 
-// SetHeaders writes the IETF draft RateLimit-Policy and RateLimit headers
-// and, when the request was rejected, Retry-After. A handler that answers
-// many requests builds Headers once instead.
-func (p Policy) SetHeaders(h http.Header, d Decision) { p.Headers().Set(h, d) }
-
-// Headers writes one policy's headers; the RateLimit-Policy value is built
-// once.
+// Headers writes one policy's IETF draft RateLimit-Policy and RateLimit
+// headers and, when a request was rejected, Retry-After. Build it once per
+// handler: the RateLimit-Policy value never changes.
 type Headers struct {
 	policy []string
 }

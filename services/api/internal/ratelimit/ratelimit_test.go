@@ -27,7 +27,7 @@ func TestResetSecondsNeverZero(t *testing.T) {
 func TestHeaders(t *testing.T) {
 	p := ratelimit.Policy{Max: 5, Window: time.Minute}
 	h := http.Header{}
-	p.SetHeaders(h, ratelimit.Decision{Allowed: true, Remaining: 4, Reset: 59900 * time.Millisecond})
+	p.Headers().Set(h, ratelimit.Decision{Allowed: true, Remaining: 4, Reset: 59900 * time.Millisecond})
 	if got := h.Get("RateLimit-Policy"); got != `"default";q=5;w=60` {
 		t.Errorf("RateLimit-Policy = %s", got)
 	}
@@ -38,7 +38,7 @@ func TestHeaders(t *testing.T) {
 		t.Error("Retry-After on an allowed request")
 	}
 	h = http.Header{}
-	p.SetHeaders(h, ratelimit.Decision{Allowed: false, Remaining: 0, Reset: 12300 * time.Millisecond})
+	p.Headers().Set(h, ratelimit.Decision{Allowed: false, Remaining: 0, Reset: 12300 * time.Millisecond})
 	if h.Get("Retry-After") != "13" || h.Get("RateLimit") != `"default";r=0;t=13` {
 		t.Errorf("rejected headers: %v", h)
 	}
