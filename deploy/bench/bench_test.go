@@ -64,3 +64,45 @@ func TestWriteReportReplacesOnlyTheGeneratedBlock(t *testing.T) {
 		t.Errorf("no chart: %v", err)
 	}
 }
+
+// The turns of interleave add up: requests and time are summed, CPU per
+// request is the summed CPU over the summed requests, and latencies of all
+// turns feed the percentiles.
+func TestSamplesMergeAcrossTurns(t *testing.T) {
+	s := loadSpec{name: "ingest", conns: 64, items: 1}
+	var sum sample
+	sum.add(sample{requests: 1000, errors: 1, elapsed: time.Second, lats: []time.Duration{time.Millisecond},
+		cpu: map[string]time.Duration{"server": 30 * time.Millisecond}})
+	sum.add(sample{requests: 3000, elapsed: time.Second, lats: []time.Duration{3 * time.Millisecond, 2 * time.Millisecond},
+		cpu: map[string]time.Duration{"server": 50 * time.Millisecond}})
+	r := s.result(sum)
+	if r.Requests != 4000 || r.Errors != 1 || r.RPS != 2000 {
+		t.Errorf("requests %d errors %d rps %.0f, want 4000 1 2000", r.Requests, r.Errors, r.RPS)
+	}
+	if got := r.CPU["server"]; got < 19.99 || got > 20.01 {
+		t.Errorf("server CPU %.2f µs/request, want 20 (80 ms over 4000)", got)
+	}
+	if r.P50 != 2*time.Millisecond || r.P99 != 3*time.Millisecond {
+		t.Errorf("p50 %v p99 %v over all turns' latencies", r.P50, r.P99)
+	}
+}
+
+// cpuTimes reads this process's own CPU time, which grows with work.
+func TestCPUTimesOfOwnProcess(t *testing.T) {
+	pids := map[string]int{"self": os.Getpid(), "gone": 1 << 30}
+	before := cpuTimes(pids)
+	if _, ok := before["gone"]; ok {
+		t.Error("a process that does not exist has a CPU time")
+	}
+	// Spin until the kernel has charged at least two 10 ms ticks, bounded
+	// in time so a busy machine cannot make the test hang.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && cpuTimes(pids)["self"]-before["self"] < 20*time.Millisecond {
+		for x := 0; x < 1_000_000; x++ {
+			_ = x * x
+		}
+	}
+	if d := cpuTimes(pids)["self"] - before["self"]; d < 20*time.Millisecond {
+		t.Errorf("CPU time grew by only %v in 5 s of spinning", d)
+	}
+}
