@@ -30,9 +30,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redisproc"
+	"github.com/resilientanalytics/ra/pkg/store"
 )
 
 type options struct {
@@ -289,7 +289,7 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		return err
 	}
-	k := keys.New("")
+	k := store.NewKeys("")
 	rdb.HSet(ctx, k.Summary(0, "cpu_usage"), "count", 2, "sum", "151", "min", "75.5", "max", "75.5", "first_ts", 1771149600000000, "last_ts", 1771149600000000)
 	get := func(int) [][]byte {
 		return [][]byte{rawRequest("GET", addr, "/api/metrics/summary?type=cpu_usage", nil, nil)}
@@ -375,7 +375,7 @@ func drainOnce(ctx context.Context, o options, redisURL string, rdb *redis.Clien
 // partitions.
 func prefill(ctx context.Context, rdb redis.UniversalClient, n, partitions int) ([]string, error) {
 	types := []string{"cpu_usage", "mem_used", "disk_io", "net_rx", "net_tx", "latency_ms", "queue_depth", "errors"}
-	k := keys.New("")
+	k := store.NewKeys("")
 	// Within the last hour, so the aggregator also folds every entry into
 	// its per-minute bucket, as it does for live traffic.
 	base := time.Now().UTC().Add(-time.Hour)
@@ -383,7 +383,7 @@ func prefill(ctx context.Context, rdb redis.UniversalClient, n, partitions int) 
 		pipe := rdb.Pipeline()
 		for j := 0; j < 1000 && done < n; j, done = j+1, done+1 {
 			m := metric.Metric{Timestamp: base.Add(time.Duration(done%3_600_000) * time.Millisecond), Value: float64(done % 100), Type: types[done%len(types)]}
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: k.Stream(done % partitions), Values: m.AppendFields(nil)})
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: k.Stream(done % partitions), Values: store.EntryFields(m)})
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, fmt.Errorf("prefill: %w", err)
@@ -395,7 +395,7 @@ func prefill(ctx context.Context, rdb redis.UniversalClient, n, partitions int) 
 // waitDrained waits until the summary counts of every type, summed over
 // partitions partitions, reach want.
 func waitDrained(ctx context.Context, rdb redis.UniversalClient, types []string, want, partitions int, start time.Time) (time.Duration, error) {
-	k := keys.New("")
+	k := store.NewKeys("")
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		pipe := rdb.Pipeline()

@@ -14,10 +14,9 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/resilientanalytics/ra/deploy/compose/internal/stacktest"
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
-	"github.com/resilientanalytics/ra/pkg/summary"
+	"github.com/resilientanalytics/ra/pkg/store"
 	aggconfig "github.com/resilientanalytics/ra/services/aggregator/config"
 	apiconfig "github.com/resilientanalytics/ra/services/api/config"
 )
@@ -143,7 +142,7 @@ func TestClusterStackAsComposeRunsIt(t *testing.T) {
 	}
 	env := environment(started[0].svc)
 	parts, _ := strconv.Atoi(env["STREAM_PARTITIONS"])
-	k := keys.New(env["STREAM_KEY"])
+	k := store.NewKeys(env["STREAM_KEY"])
 	c := &http.Client{Timeout: 10 * time.Second}
 	const clients = 40
 	ts := time.Now().UTC().Truncate(time.Second).Format(time.RFC3339)
@@ -166,10 +165,10 @@ func TestClusterStackAsComposeRunsIt(t *testing.T) {
 	wantCount, wantSum := int64(2*clients), float64(clients*(clients-1)/2+clients)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var total summary.Summary
+		var total store.Summary
 		used := 0
 		for p := range parts {
-			s, ok, err := summary.FromHash(rdb.HGetAll(ctx, k.Summary(p, "cl_cpu")).Val())
+			s, ok, err := store.SummaryFromHash(rdb.HGetAll(ctx, k.Summary(p, "cl_cpu")).Val())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,9 +18,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/resilientanalytics/ra/deploy/compose/internal/stacktest"
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redistest"
-	"github.com/resilientanalytics/ra/pkg/summary"
+	"github.com/resilientanalytics/ra/pkg/store"
 )
 
 // TestStackAsComposeRunsIt starts the stack as processes, each with exactly
@@ -67,7 +66,7 @@ func TestStackAsComposeRunsIt(t *testing.T) {
 
 	base := "http://127.0.0.1:" + strconv.Itoa(apiPort)
 	env := environment(api.svc)
-	k := keys.New(env["STREAM_KEY"])
+	k := store.NewKeys(env["STREAM_KEY"])
 	rdb := rds.Client(t)
 	c := &http.Client{Timeout: 10 * time.Second}
 	now := time.Now().UTC().Truncate(time.Second)
@@ -265,13 +264,13 @@ func do(t *testing.T, c *http.Client, method, url, body string) (*http.Response,
 func waitCount(t *testing.T, rdb *redis.Client, key string, want int64, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	var got summary.Summary
+	var got store.Summary
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		h, err := rdb.HGetAll(ctx, key).Result()
 		cancel()
 		if err == nil {
-			if got, _, err = summary.FromHash(h); err != nil {
+			if got, _, err = store.SummaryFromHash(h); err != nil {
 				t.Fatalf("%s: %v", key, err)
 			}
 			switch {
@@ -280,7 +279,7 @@ func waitCount(t *testing.T, rdb *redis.Client, key string, want int64, timeout 
 				// would show now.
 				time.Sleep(300 * time.Millisecond)
 				h, _ := rdb.HGetAll(context.Background(), key).Result()
-				if again, _, _ := summary.FromHash(h); again.Count != want {
+				if again, _, _ := store.SummaryFromHash(h); again.Count != want {
 					t.Fatalf("%s: count %d after reaching %d: counted twice", key, again.Count, want)
 				}
 				return

@@ -2,7 +2,6 @@ package metric_test
 
 import (
 	"errors"
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -155,48 +154,6 @@ func TestDecodeBatch(t *testing.T) {
 				if err != nil || len(got) != tt.wantN {
 					t.Fatalf("got %d metrics, err %v", len(got), err)
 				}
-			}
-		})
-	}
-}
-
-func TestStreamFieldsRoundTrip(t *testing.T) {
-	values := []float64{0, -1.5, 75, math.MaxFloat64, math.SmallestNonzeroFloat64, 0.1 + 0.2, 1e-300}
-	for _, v := range values {
-		m := metric.Metric{Timestamp: time.Date(2026, 2, 15, 10, 0, 0, 123456000, time.UTC), Value: v, Type: "cpu"}
-		fields := m.AppendFields(nil)
-		asMap := map[string]any{}
-		for i := 0; i < len(fields); i += 2 {
-			asMap[fields[i].(string)] = fields[i+1]
-		}
-		got, err := metric.FromFields(asMap)
-		if err != nil {
-			t.Fatalf("FromFields(%v): %v", asMap, err)
-		}
-		if got.Value != v || !got.Timestamp.Equal(m.Timestamp) || got.Type != m.Type {
-			t.Errorf("round trip of %v: got %+v", v, got)
-		}
-	}
-}
-
-func TestFromFieldsRejectsBadEntries(t *testing.T) {
-	tests := []struct {
-		name   string
-		fields map[string]any
-	}{
-		{"missing type", map[string]any{"value": "1", "ts": "1"}},
-		{"bad type", map[string]any{"type": "a b", "value": "1", "ts": "1"}},
-		{"nan value", map[string]any{"type": "a", "value": "NaN", "ts": "1"}},
-		{"inf value", map[string]any{"type": "a", "value": "+Inf", "ts": "1"}},
-		{"text value", map[string]any{"type": "a", "value": "seventy", "ts": "1"}},
-		{"negative ts", map[string]any{"type": "a", "value": "1", "ts": "-5"}},
-		{"float ts", map[string]any{"type": "a", "value": "1", "ts": "1.5"}},
-		{"non-string", map[string]any{"type": "a", "value": 1, "ts": "1"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if _, err := metric.FromFields(tt.fields); !errors.Is(err, metric.ErrBadEntry) {
-				t.Fatalf("err = %v, want ErrBadEntry", err)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
+	"github.com/resilientanalytics/ra/pkg/store"
 )
 
 // FuzzDecode: the decoder never panics and never accepts an invalid metric.
@@ -40,12 +41,12 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("accepted timestamp %v", m.Timestamp)
 			}
 			// What the api writes, the aggregator must read back unchanged.
-			fields := m.AppendFields(nil)
+			fields := store.EntryFields(m)
 			asMap := map[string]any{}
 			for i := 0; i < len(fields); i += 2 {
 				asMap[fields[i].(string)] = fields[i+1]
 			}
-			back, err := metric.FromFields(asMap)
+			back, err := store.DecodeEntry(asMap)
 			if err != nil || back.Value != m.Value || !back.Timestamp.Equal(m.Timestamp) || back.Type != m.Type {
 				t.Fatalf("stream round trip of %+v: %+v, %v", m, back, err)
 			}

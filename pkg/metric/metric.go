@@ -1,12 +1,12 @@
 // Package metric is the metric schema shared by the api and the aggregator:
-// decoding and validating client JSON (one object or a batch) and encoding a
-// metric to and from the fields of a Redis Stream entry, so both services
-// agree on one format.
+// decoding and validating client JSON (one object or a batch). How a metric
+// is stored in Redis is package store's business.
 package metric
 
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -84,4 +84,17 @@ func ValidType(t string) string {
 func typeChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 		c == '_' || c == '.' || c == ':' || c == '-'
+}
+
+// Micros is the timestamp as integer Unix microseconds, the form stored in
+// the stream and the summaries.
+func (m Metric) Micros() int64 { return m.Timestamp.UnixMicro() }
+
+// FormatValue renders v with full float64 precision (shortest form that
+// parses back to the same bits).
+func FormatValue(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// FormatMicros renders Unix microseconds as an RFC 3339 UTC time.
+func FormatMicros(us int64) string {
+	return time.UnixMicro(us).UTC().Format(time.RFC3339Nano)
 }

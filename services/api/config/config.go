@@ -49,6 +49,10 @@ type Ingest struct {
 	MaxBatch int `env:"INGEST_MAX_BATCH" envDefault:"1000"`
 	// MaxBodyBytes is the largest accepted request body.
 	MaxBodyBytes int64 `env:"INGEST_MAX_BODY_BYTES" envDefault:"1048576"`
+	// Coalesce merges the appends of concurrent requests into one Redis
+	// script call per partition (one round trip for many requests); false
+	// sends one call per request.
+	Coalesce bool `env:"INGEST_COALESCE" envDefault:"true"`
 }
 
 // RateLimit configures the per-client fixed-window limiter.

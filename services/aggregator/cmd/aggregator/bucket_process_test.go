@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/resilientanalytics/ra/pkg/bucket"
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
 )
 
@@ -25,7 +24,7 @@ func TestBucketsExactlyOnceUnderSIGKILL(t *testing.T) {
 	srv.RequireReal(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	k := keys.New(keys.DefaultFamily)
+	k := store.NewKeys(store.DefaultFamily)
 	const n = 12_000
 	types := []string{"cpu_usage", "memory", "disk.io", "net:rx"}
 	end := time.Now().UTC().Truncate(time.Minute)
@@ -65,17 +64,17 @@ func TestBucketsExactlyOnceUnderSIGKILL(t *testing.T) {
 	}
 	waitExact(t, rdb, k, want, 30*time.Second)
 
-	r, err := bucket.NewReader(rdb, k, 1)
+	r, err := store.New(rdb, k.Family(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, typ := range types {
-		wantCells := make([]bucket.Cell, 180)
+		wantCells := make([]store.Cell, 180)
 		var last time.Time
 		for _, m := range ms {
 			if m.Type == typ {
 				i := int(m.Timestamp.Sub(start) / time.Minute)
-				wantCells[i] = wantCells[i].Merge(bucket.Of(m.Value))
+				wantCells[i] = wantCells[i].Merge(store.Of(m.Value))
 				if m.Timestamp.After(last) {
 					last = m.Timestamp
 				}
@@ -94,12 +93,12 @@ func TestBucketsExactlyOnceUnderSIGKILL(t *testing.T) {
 			t.Errorf("types: %s last seen %v, want %v", typ, s, last.UnixMicro())
 		}
 	}
-	if total := bucket.Total(mustMinutes(t, r, "cpu_usage", start, end)); total.Count != want["cpu_usage"].Count {
+	if total := store.Total(mustMinutes(t, r, "cpu_usage", start, end)); total.Count != want["cpu_usage"].Count {
 		t.Errorf("cpu_usage buckets count %d, summary %d", total.Count, want["cpu_usage"].Count)
 	}
 }
 
-func mustMinutes(t *testing.T, r *bucket.Reader, typ string, from, to time.Time) []bucket.Cell {
+func mustMinutes(t *testing.T, r *store.Store, typ string, from, to time.Time) []store.Cell {
 	t.Helper()
 	c, err := r.Minutes(context.Background(), typ, from.UnixMicro(), to.UnixMicro())
 	if err != nil {

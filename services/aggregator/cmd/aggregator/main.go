@@ -16,12 +16,11 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/resilientanalytics/ra/pkg/httpserver"
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/config"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/consumer"
@@ -58,45 +57,45 @@ func newLogger(level string) *slog.Logger {
 // (claims and dead letters) and trimming.
 type partition struct {
 	index   int
-	stream  string
+	group   *store.Group
 	cons    *consumer.Consumer
 	rec     *recovery.Reclaimer
 	trimmer *trim.Trimmer
 }
 
 // newPartition builds the components of partition p.
-func newPartition(rdb redis.UniversalClient, cfg config.Config, k keys.Keys, p int, log *slog.Logger, m *telemetry.Metrics) (*partition, error) {
-	stream := k.Stream(p)
+func newPartition(st *store.Store, cfg config.Config, p int, log *slog.Logger, m *telemetry.Metrics) (*partition, error) {
+	group := st.Group(p, cfg.Group)
 	log = log.With("partition", p)
-	applier, err := apply.New(rdb, k, apply.Options{
-		Group: cfg.Group, Consumer: cfg.Consumer, Partition: p, DeadLetterMax: cfg.DeadLetterMax, Logger: log, Metrics: m,
+	applier, err := apply.New(group, apply.Options{
+		Consumer: cfg.Consumer, DeadLetterMax: cfg.DeadLetterMax, Logger: log, Metrics: m,
 		BucketRetention: cfg.BucketRetention,
 	})
 	if err != nil {
 		return nil, err
 	}
-	cons, err := consumer.New(rdb, applier, consumer.Options{
-		Stream: stream, Group: cfg.Group, Name: cfg.Consumer, BatchSize: cfg.BatchSize, Block: cfg.Block,
+	cons, err := consumer.New(group, applier, consumer.Options{
+		Group: cfg.Group, Name: cfg.Consumer, BatchSize: cfg.BatchSize, Block: cfg.Block,
 		MaxDeliveries: cfg.MaxDeliveries, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m,
 	})
 	if err != nil {
 		return nil, err
 	}
-	rec, err := recovery.New(rdb, applier, recovery.Options{
-		Stream: stream, Group: cfg.Group, Consumer: cfg.Consumer, Interval: cfg.ClaimInterval,
+	rec, err := recovery.New(group, applier, recovery.Options{
+		Consumer: cfg.Consumer, Interval: cfg.ClaimInterval,
 		MinIdle: cfg.ClaimMinIdle, MaxDeliveries: cfg.MaxDeliveries, BatchSize: cfg.BatchSize,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m,
 	})
 	if err != nil {
 		return nil, err
 	}
-	trimmer, err := trim.New(rdb, trim.Options{
-		Stream: stream, Retention: cfg.Retention, Interval: cfg.TrimInterval, Logger: log, Metrics: m,
+	trimmer, err := trim.New(st, trim.Options{
+		Partition: p, Retention: cfg.Retention, Interval: cfg.TrimInterval, Logger: log, Metrics: m,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &partition{index: p, stream: stream, cons: cons, rec: rec, trimmer: trimmer}, nil
+	return &partition{index: p, group: group, cons: cons, rec: rec, trimmer: trimmer}, nil
 }
 
 // run wires the components and runs them until ctx ends: for each of the
@@ -114,19 +113,22 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer rdb.Close()
 
-	k := keys.New(cfg.StreamKey)
+	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
+	if err != nil {
+		return err
+	}
 	m := telemetry.New()
 	parts := make([]*partition, 0, cfg.Partitions)
 	hparts := make([]health.Partition, 0, cfg.Partitions)
 	for p := range cfg.Partitions {
-		part, err := newPartition(rdb, cfg, k, p, log, m)
+		part, err := newPartition(st, cfg, p, log, m)
 		if err != nil {
 			return err
 		}
 		parts = append(parts, part)
-		hparts = append(hparts, health.Partition{Index: p, Stream: part.stream, Loop: part.cons})
+		hparts = append(hparts, health.Partition{Index: p, Stream: part.group.Stream(), Group: part.group, Loop: part.cons})
 	}
-	checker, err := health.New(rdb, hparts, health.Options{Group: cfg.Group, Logger: log, Metrics: m})
+	checker, err := health.New(st, hparts, health.Options{Logger: log, Metrics: m})
 	if err != nil {
 		return err
 	}
@@ -141,7 +143,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- httpserver.ListenAndServe(srvCtx, srv, addr, hcfg) }()
 
-	log.Info("aggregator started", "stream", k.Stream(0), "partitions", cfg.Partitions, "group", cfg.Group,
+	log.Info("aggregator started", "stream", st.Keys().Stream(0), "partitions", cfg.Partitions, "group", cfg.Group,
 		"consumer", cfg.Consumer, "health_addr", addr)
 	g, gctx := errgroup.WithContext(ctx)
 	for _, p := range parts {
@@ -168,7 +170,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	for _, p := range parts {
-		plog := log.With("partition", p.index, "stream", p.stream)
+		plog := log.With("partition", p.index, "stream", p.group.Stream())
 		if left, err := p.cons.Leave(lctx); err != nil {
 			plog.Warn("could not leave the group; the consumer stays registered", "err", err)
 		} else if left {

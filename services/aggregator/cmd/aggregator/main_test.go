@@ -22,10 +22,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redisproc"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/trim"
 )
@@ -171,7 +171,7 @@ func workload(n, offset int) []metric.Metric {
 }
 
 // waitExact waits until every summary equals want and nothing is pending.
-func waitExact(t *testing.T, rdb *redis.Client, k keys.Keys, want streamtest.Expect, timeout time.Duration) {
+func waitExact(t *testing.T, rdb *redis.Client, k store.Keys, want streamtest.Expect, timeout time.Duration) {
 	t.Helper()
 	streamtest.Eventually(t, timeout, func() string {
 		if d := want.Diff(t, rdb, k); d != "" {
@@ -204,7 +204,7 @@ func TestCrashSafetySIGKILL(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.RequireReal(t)
 	rdb := srv.Client(t)
-	k := keys.New(keys.DefaultFamily)
+	k := store.NewKeys(store.DefaultFamily)
 	const n = 12_000
 	ms := workload(n, 0)
 	want := streamtest.Expect{}
@@ -252,7 +252,7 @@ func TestPreexistingEntriesAndSIGTERM(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.RequireReal(t)
 	rdb := srv.Client(t)
-	k := keys.New(keys.DefaultFamily)
+	k := store.NewKeys(store.DefaultFamily)
 	ms := workload(3000, 0)
 	streamtest.Add(t, rdb, k.Stream(0), ms...) // no group exists yet
 	want := streamtest.Expect{}
@@ -298,7 +298,7 @@ func TestTrimKeepsUnprocessedEntries(t *testing.T) {
 	srv.RequireReal(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	k := keys.New(keys.DefaultFamily)
+	k := store.NewKeys(store.DefaultFamily)
 	stream := k.Stream(0)
 	want := streamtest.Expect{}
 
@@ -325,7 +325,7 @@ func TestTrimKeepsUnprocessedEntries(t *testing.T) {
 	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "ghost", Streams: []string{stream, ">"}, Count: 300, Block: -1}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := trim.New(rdb, trim.Options{Stream: stream, Retention: 0})
+	tr, err := trim.New(streamtest.Store(t, rdb, k.Family(), 1), trim.Options{Partition: 0, Retention: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	srv := redistest.StartWith(t, redistest.Options{AOF: true, Args: []string{"--appendfsync", "always"}})
 	srv.RequireReal(t)
 	rdb := srv.Client(t)
-	k := keys.New(keys.DefaultFamily)
+	k := store.NewKeys(store.DefaultFamily)
 	first := workload(6000, 0)
 	want := streamtest.Expect{}
 	want.Add(first...)

@@ -12,15 +12,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
 )
 
 // addSpread appends ms round-robin over the partitions' streams (the api
 // spreads clients the same way, by hash).
-func addSpread(t *testing.T, rdb redis.Cmdable, k keys.Keys, parts int, ms []metric.Metric) {
+func addSpread(t *testing.T, rdb redis.Cmdable, k store.Keys, parts int, ms []metric.Metric) {
 	t.Helper()
 	per := make([][]metric.Metric, parts)
 	for i, m := range ms {
@@ -35,7 +35,7 @@ func addSpread(t *testing.T, rdb redis.Cmdable, k keys.Keys, parts int, ms []met
 
 // waitExactAll waits until the merged summaries over every partition equal
 // want and no partition has a pending entry.
-func waitExactAll(t *testing.T, rdb redis.Cmdable, k keys.Keys, parts int, want streamtest.Expect, timeout time.Duration) {
+func waitExactAll(t *testing.T, rdb redis.Cmdable, k store.Keys, parts int, want streamtest.Expect, timeout time.Duration) {
 	t.Helper()
 	streamtest.Eventually(t, timeout, func() string {
 		if d := want.DiffAll(t, rdb, k, parts); d != "" {
@@ -62,7 +62,7 @@ func waitExactAll(t *testing.T, rdb redis.Cmdable, k keys.Keys, parts int, want 
 func TestClusterCrashSafetySIGKILL(t *testing.T) {
 	c := redistest.StartCluster(t, 3, redistest.ClusterOptions{})
 	rdb := c.Client(t)
-	k := keys.New(keys.DefaultFamily)
+	k := store.NewKeys(store.DefaultFamily)
 	const parts, n, chunk = 4, 8000, 400
 	ms := workload(n, 0)
 	want := streamtest.Expect{}
@@ -107,7 +107,7 @@ func TestSingleNodeThreePartitions(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.RequireReal(t)
 	rdb := srv.Client(t)
-	k := keys.New(keys.DefaultFamily)
+	k := store.NewKeys(store.DefaultFamily)
 	const parts = 3
 	ms := workload(3000, 0)
 	want := streamtest.Expect{}
@@ -157,7 +157,7 @@ func TestSingleNodeThreePartitions(t *testing.T) {
 func TestClusterNodeRestarted(t *testing.T) {
 	c := redistest.StartCluster(t, 3, redistest.ClusterOptions{AppendFsyncAlways: true})
 	rdb := c.Client(t)
-	k := keys.New(keys.DefaultFamily)
+	k := store.NewKeys(store.DefaultFamily)
 	const parts = 4
 	env := []string{"REDIS_CLUSTER=true", "STREAM_PARTITIONS=" + strconv.Itoa(parts), "AGG_BATCH_SIZE=20"}
 	first := workload(4000, 0)

@@ -9,10 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redistest"
-	"github.com/resilientanalytics/ra/pkg/summary"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
 )
@@ -21,7 +20,7 @@ const group = "aggregators"
 
 type fixture struct {
 	rdb    *redis.Client
-	k      keys.Keys
+	k      store.Keys
 	stream string
 	a      *apply.Applier
 }
@@ -30,12 +29,12 @@ func newFixture(t *testing.T) fixture {
 	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	k := keys.New("metrics")
+	k := store.NewKeys("metrics")
 	f := fixture{rdb: rdb, k: k, stream: k.Stream(0)}
 	if err := rdb.XGroupCreateMkStream(context.Background(), f.stream, group, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := apply.New(rdb, k, apply.Options{Group: group, Consumer: "c1"})
+	a, err := apply.New(streamtest.Group(t, rdb, k.Family(), 0, group), apply.Options{Consumer: "c1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +43,7 @@ func newFixture(t *testing.T) fixture {
 }
 
 // read delivers up to n new entries to consumer.
-func (f fixture) read(t *testing.T, consumer string, n int64) []redis.XMessage {
+func (f fixture) read(t *testing.T, consumer string, n int64) []store.Entry {
 	t.Helper()
 	res, err := f.rdb.XReadGroup(context.Background(), &redis.XReadGroupArgs{
 		Group: group, Consumer: consumer, Streams: []string{f.stream, ">"}, Count: n, Block: -1,
@@ -55,7 +54,7 @@ func (f fixture) read(t *testing.T, consumer string, n int64) []redis.XMessage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res[0].Messages
+	return streamtest.Entries(res[0].Messages)
 }
 
 func TestSameEntryTwiceCountsOnce(t *testing.T) {
@@ -163,7 +162,7 @@ func TestFullFloatPrecisionAndIntegerFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := f.rdb.HGetAll(context.Background(), f.k.Summary(0, "p")).Val()
-	if h[summary.FieldCount] != "1" || h[summary.FieldFirstTS] != "1771149600000000" || h[summary.FieldLastTS] != "1771149600000000" {
+	if h[store.SummaryCount] != "1" || h[store.SummaryFirstTS] != "1771149600000000" || h[store.SummaryLastTS] != "1771149600000000" {
 		t.Errorf("integer fields not written as integers: %v", h)
 	}
 	got, _ := streamtest.Summary(t, f.rdb, f.k, "p")
@@ -208,7 +207,7 @@ func TestUndecodableEntryIsDeadLetteredAndAcked(t *testing.T) {
 	}
 
 	// Dead-lettering again (a redelivery) adds nothing.
-	n, err := f.a.DeadLetter(ctx, []apply.Dead{{Msg: redis.XMessage{ID: badID, Values: map[string]any{"x": "1"}}, Reason: "again", Class: apply.ReasonDecode}})
+	n, err := f.a.DeadLetter(ctx, []apply.Dead{{Entry: store.Entry{ID: badID, Values: map[string]any{"x": "1"}}, Reason: "again", Class: apply.ReasonDecode}})
 	if err != nil || n != 0 {
 		t.Errorf("second dead-letter moved %d (err %v), want 0", n, err)
 	}
@@ -243,7 +242,7 @@ func TestScriptCacheFlushIsHandled(t *testing.T) {
 func TestCorruptSummaryStopsBatchBeforeAnyAck(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	f.rdb.HSet(ctx, f.k.Summary(0, "bad"), summary.FieldCount, "x", summary.FieldSum, "1")
+	f.rdb.HSet(ctx, f.k.Summary(0, "bad"), store.SummaryCount, "x", store.SummarySum, "1")
 	streamtest.Add(t, f.rdb, f.stream, streamtest.Metric("good", 1, 1), streamtest.Metric("bad", 1, 1))
 	_, err := f.a.Apply(ctx, f.read(t, "c1", 10))
 	if !errors.Is(err, apply.ErrScript) || !strings.Contains(err.Error(), "corrupt") {

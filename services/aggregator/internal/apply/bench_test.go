@@ -7,9 +7,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
 )
@@ -36,12 +36,12 @@ func benchApply(b *testing.B, firstSec int64) {
 	srv := redistest.Start(b)
 	rdb := streamtest.ServiceClient(b, srv.URL())
 	ctx := context.Background()
-	k := keys.New("bench")
+	k := store.NewKeys("bench")
 	stream := k.Stream(0)
 	if err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil {
 		b.Fatal(err)
 	}
-	a, err := apply.New(rdb, k, apply.Options{Group: group})
+	a, err := apply.New(streamtest.Group(b, rdb, k.Family(), 0, group), apply.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func benchApply(b *testing.B, firstSec int64) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		r, err := a.Apply(ctx, res[0].Messages)
+		r, err := a.Apply(ctx, streamtest.Entries(res[0].Messages))
 		if err != nil || r.Applied != batch {
 			b.Fatalf("apply: %+v, %v", r, err)
 		}

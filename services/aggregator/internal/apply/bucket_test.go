@@ -9,10 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/bucket"
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
 )
@@ -25,7 +24,7 @@ var now = time.Now().UTC().Truncate(time.Hour).Add(30 * time.Minute)
 func newClockedFixture(t *testing.T, retention time.Duration) fixture {
 	t.Helper()
 	f := newFixture(t)
-	a, err := apply.New(f.rdb, f.k, apply.Options{Group: group, Consumer: "c1", BucketRetention: retention,
+	a, err := apply.New(streamtest.Group(t, f.rdb, f.k.Family(), 0, group), apply.Options{Consumer: "c1", BucketRetention: retention,
 		Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -38,13 +37,13 @@ func at(typ string, v float64, ts time.Time) metric.Metric {
 	return metric.Metric{Type: typ, Value: v, Timestamp: ts.UTC()}
 }
 
-func (f fixture) hour(t *testing.T, typ string, ts time.Time) bucket.HourCells {
+func (f fixture) hour(t *testing.T, typ string, ts time.Time) store.HourCells {
 	t.Helper()
 	h, err := f.rdb.HGetAll(context.Background(), f.k.Bucket(0, typ, ts.Unix()/3600)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc, err := bucket.FromHash(h)
+	hc, err := store.HourFromHash(h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,16 +75,16 @@ func TestBucketsByEventMinute(t *testing.T) {
 	f.applyAll(t, at("cpu", 30, h10.Add(5*time.Minute+time.Second)))
 
 	hc := f.hour(t, "cpu", h10)
-	if got, want := hc.Minutes[5], (bucket.Cell{Count: 3, Sum: 60, Min: 10, Max: 30}); got != want {
+	if got, want := hc.Minutes[5], (store.Cell{Count: 3, Sum: 60, Min: 10, Max: 30}); got != want {
 		t.Errorf("10:05 = %+v, want %+v", got, want)
 	}
-	if got := hc.Minutes[6]; got != bucket.Of(-4) {
+	if got := hc.Minutes[6]; got != store.Of(-4) {
 		t.Errorf("10:06 = %+v", got)
 	}
-	if got := f.hour(t, "cpu", h10.Add(-time.Hour)).Minutes[59]; got != bucket.Of(7) {
+	if got := f.hour(t, "cpu", h10.Add(-time.Hour)).Minutes[59]; got != store.Of(7) {
 		t.Errorf("09:59 = %+v", got)
 	}
-	if got := f.hour(t, "mem", h10).Minutes[5]; got != bucket.Of(1) {
+	if got := f.hour(t, "mem", h10).Minutes[5]; got != store.Of(1) {
 		t.Errorf("mem 10:05 = %+v", got)
 	}
 	// Expiry: the end of the hour + retention, absolute.
@@ -131,14 +130,14 @@ func TestOutsideRetentionCountsButIsNotBucketed(t *testing.T) {
 	}
 	if n := f.rdb.Exists(context.Background(), f.k.Bucket(0, "cpu", old.Unix()/3600)).Val(); n != 0 {
 		// old and edge share an hour (08:29:59.999999 and 08:30): only edge is in it.
-		if got := f.hour(t, "cpu", old).Minutes; got[29].Count != 0 || got[30] != bucket.Of(2) {
+		if got := f.hour(t, "cpu", old).Minutes; got[29].Count != 0 || got[30] != store.Of(2) {
 			t.Errorf("hour of the old metric: 08:29 %+v, 08:30 %+v", got[29], got[30])
 		}
 	}
 	if got := f.hour(t, "cpu", future).Minutes[30]; got.Count != 0 {
 		t.Errorf("a metric retention ahead of now was bucketed: %+v", got)
 	}
-	if got := f.hour(t, "cpu", future).Minutes[29]; got != bucket.Of(8) {
+	if got := f.hour(t, "cpu", future).Minutes[29]; got != store.Of(8) {
 		t.Errorf("a metric just inside the future bound: %+v", got)
 	}
 }
@@ -153,7 +152,7 @@ func TestRedeliveredBatchDoesNotDoubleBuckets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := f.hour(t, "cpu", now).Minutes[30]; got != (bucket.Cell{Count: 2, Sum: 8, Min: 3, Max: 5}) {
+	if got := f.hour(t, "cpu", now).Minutes[30]; got != (store.Cell{Count: 2, Sum: 8, Min: 3, Max: 5}) {
 		t.Errorf("bucket %+v after three deliveries, want count 2", got)
 	}
 }
@@ -186,15 +185,15 @@ func TestWindowsMatchBruteForce(t *testing.T) {
 		off = end
 	}
 
-	r, err := bucket.NewReader(f.rdb, f.k, 1)
+	r, err := store.New(f.rdb, f.k.Family(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	brute := func(typ string, from, to time.Time) bucket.Cell {
-		var c bucket.Cell
+	brute := func(typ string, from, to time.Time) store.Cell {
+		var c store.Cell
 		for _, m := range ms {
 			if m.Type == typ && !m.Timestamp.Before(from) && m.Timestamp.Before(to) && !m.Timestamp.Before(now.Add(-retention)) {
-				c = c.Merge(bucket.Of(m.Value))
+				c = c.Merge(store.Of(m.Value))
 			}
 		}
 		return c
@@ -212,11 +211,11 @@ func TestWindowsMatchBruteForce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := bucket.Total(minutes), brute(typ, from, to); got != want {
+		if got, want := store.Total(minutes), brute(typ, from, to); got != want {
 			t.Fatalf("%s [%s, %s): total %+v, want %+v", typ, from, to, got, want)
 		}
 		for _, step := range []int{1, 5, 7, 60} {
-			points := bucket.Fold(minutes, step)
+			points := store.Fold(minutes, step)
 			for i, p := range points {
 				ps := from.Add(time.Duration(i*step) * time.Minute)
 				pe := ps.Add(time.Duration(step) * time.Minute)
@@ -251,11 +250,11 @@ func TestReaderMergesPartitions(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	k := keys.New("metrics")
+	k := store.NewKeys("metrics")
 	h := now.Unix() / 3600
-	rdb.HSet(ctx, k.Bucket(0, "cpu", h), "30", bucket.Encode(bucket.Of(1)))
-	rdb.HSet(ctx, k.Bucket(2, "cpu", h), "30", bucket.Encode(bucket.Of(5)), "31", bucket.Encode(bucket.Of(2)))
-	r, err := bucket.NewReader(rdb, k, 3)
+	rdb.HSet(ctx, k.Bucket(0, "cpu", h), "30", store.EncodeCell(store.Of(1)))
+	rdb.HSet(ctx, k.Bucket(2, "cpu", h), "30", store.EncodeCell(store.Of(5)), "31", store.EncodeCell(store.Of(2)))
+	r, err := store.New(rdb, k.Family(), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +262,7 @@ func TestReaderMergesPartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cells[0] != (bucket.Cell{Count: 2, Sum: 6, Min: 1, Max: 5}) || cells[1] != bucket.Of(2) {
+	if cells[0] != (store.Cell{Count: 2, Sum: 6, Min: 1, Max: 5}) || cells[1] != store.Of(2) {
 		t.Errorf("merged %+v", cells)
 	}
 }

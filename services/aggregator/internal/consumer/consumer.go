@@ -9,30 +9,35 @@ package consumer
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/backoff"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/telemetry"
 )
 
-//go:embed leave.lua
-var leaveSrc string
-
 // ErrGroup wraps a failure to create or join the consumer group.
 var ErrGroup = errors.New("consumer group")
 
+// Group is what the read loop needs of its consumer group; *store.Group
+// implements it.
+type Group interface {
+	Ensure(ctx context.Context) error
+	Read(ctx context.Context, consumer, id string, count int, block time.Duration) ([]store.Entry, error)
+	Pending(ctx context.Context, q store.PendingQuery) ([]store.Pending, error)
+	Leave(ctx context.Context, consumer string) (bool, error)
+}
+
+var _ Group = (*store.Group)(nil)
+
 // Applier applies one batch; *apply.Applier implements it.
 type Applier interface {
-	Apply(ctx context.Context, msgs []redis.XMessage) (apply.Result, error)
+	Apply(ctx context.Context, entries []store.Entry) (apply.Result, error)
 	DeadLetter(ctx context.Context, dead []apply.Dead) (int, error)
 }
 
@@ -40,9 +45,7 @@ var _ Applier = (*apply.Applier)(nil)
 
 // Options configure a Consumer; zero values get defaults.
 type Options struct {
-	// Stream is the stream key. Required.
-	Stream string
-	// Group is the consumer group. Required.
+	// Group is the consumer group's name, for the logs.
 	Group string
 	// Name is this consumer's name in the group. Required.
 	Name string
@@ -67,10 +70,9 @@ type Options struct {
 
 // Consumer reads and applies batches for one group member.
 type Consumer struct {
-	rdb     redis.UniversalClient
+	group   Group
 	applier Applier
 	opts    Options
-	leave   *redis.Script
 
 	// beat is the Unix nanoseconds of the loop's last sign of life (a read
 	// returned, even empty, or a backoff started): health uses it to tell a
@@ -81,9 +83,9 @@ type Consumer struct {
 }
 
 // New returns a Consumer; Run starts it.
-func New(rdb redis.UniversalClient, a Applier, opts Options) (*Consumer, error) {
-	if opts.Stream == "" || opts.Group == "" || opts.Name == "" {
-		return nil, errors.New("consumer: Options.Stream, Group and Name are required")
+func New(g Group, a Applier, opts Options) (*Consumer, error) {
+	if g == nil || a == nil || opts.Name == "" {
+		return nil, errors.New("consumer: a Group, an Applier and Options.Name are required")
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 256
@@ -103,7 +105,7 @@ func New(rdb redis.UniversalClient, a Applier, opts Options) (*Consumer, error) 
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.New()
 	}
-	c := &Consumer{rdb: rdb, applier: a, opts: opts, leave: redis.NewScript(leaveSrc)}
+	c := &Consumer{group: g, applier: a, opts: opts}
 	c.touch() // alive from construction: /health must not report a stall before Run starts
 	return c, nil
 }
@@ -130,16 +132,6 @@ func unixNano(n int64) time.Time {
 
 func (c *Consumer) touch() { c.beat.Store(time.Now().UnixNano()) }
 
-// EnsureGroup creates the group at id 0 with MKSTREAM, so entries written
-// before any aggregator ran are consumed; an existing group is kept as is.
-func EnsureGroup(ctx context.Context, rdb redis.Cmdable, stream, group string) error {
-	err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("%w: create %s on %s: %w", ErrGroup, group, stream, err)
-	}
-	return nil
-}
-
 // Run reads and applies batches until ctx ends, then finishes the batch in
 // hand and returns nil. It returns an error only for a bug, never because
 // Redis is unavailable.
@@ -160,13 +152,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 	var ahead <-chan readResult // the read in flight, if any (">" only)
 	for ctx.Err() == nil || ahead != nil {
 		if needGroup {
-			if err := EnsureGroup(ctx, c.rdb, c.opts.Stream, c.opts.Group); err != nil {
+			// The group is created at id 0 with MKSTREAM, so entries written
+			// before any aggregator ran are consumed.
+			if err := c.group.Ensure(ctx); err != nil {
+				err = fmt.Errorf("%w: %w", ErrGroup, err)
 				c.fail(ctx, log, &bo, "create_group", err)
 				continue
 			}
 			needGroup = false
 		}
-		var msgs []redis.XMessage
+		var msgs []store.Entry
 		var err error
 		if pending {
 			msgs, err = c.read(ctx, cursor)
@@ -183,7 +178,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		c.touch()
 		if err != nil {
-			if isNoGroup(err) {
+			if errors.Is(err, store.ErrNoGroup) {
 				// Redis lost the group (restart without persistence, or
 				// someone deleted it): recreate it and start over.
 				needGroup = true
@@ -218,7 +213,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 type readResult struct {
-	msgs []redis.XMessage
+	msgs []store.Entry
 	err  error
 }
 
@@ -237,35 +232,17 @@ func (c *Consumer) readAsync(ctx context.Context, id string) <-chan readResult {
 // a read cut off by cancellation could have delivered entries whose reply we
 // never see; letting it finish means every delivered batch is in our hands
 // and gets applied (go-redis would not interrupt the BLOCK anyway).
-func (c *Consumer) read(ctx context.Context, id string) ([]redis.XMessage, error) {
+func (c *Consumer) read(ctx context.Context, id string) ([]store.Entry, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Block+5*time.Second)
 	defer cancel()
-	block := c.opts.Block
-	if id != ">" {
-		block = -1 // history reads never block; omit BLOCK
-	}
-	res, err := c.rdb.XReadGroup(rctx, &redis.XReadGroupArgs{
-		Group: c.opts.Group, Consumer: c.opts.Name,
-		Streams: []string{c.opts.Stream, id},
-		Count:   int64(c.opts.BatchSize), Block: block,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil // BLOCK ran out: nothing new
-	}
-	if err != nil {
-		return nil, fmt.Errorf("xreadgroup %s: %w", id, err)
-	}
-	if len(res) == 0 {
-		return nil, nil
-	}
-	return res[0].Messages, nil
+	return c.group.Read(rctx, c.opts.Name, id, c.opts.BatchSize, c.opts.Block)
 }
 
 // applyBatch applies msgs. A batch read after ctx ended is applied on a
 // detached context with the shutdown timeout: it is delivered to us and
 // would otherwise wait for a claim. Own pending entries (re-read from id 0)
 // are first checked against MaxDeliveries.
-func (c *Consumer) applyBatch(ctx context.Context, log *slog.Logger, msgs []redis.XMessage, own bool) error {
+func (c *Consumer) applyBatch(ctx context.Context, log *slog.Logger, msgs []store.Entry, own bool) error {
 	actx := ctx
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
@@ -293,23 +270,22 @@ func (c *Consumer) applyBatch(ctx context.Context, log *slog.Logger, msgs []redi
 // valve dead-letters own pending entries whose delivery count passed
 // MaxDeliveries (each re-read from id 0 raises it): an entry that crashes
 // the process every time must not crash it forever.
-func (c *Consumer) valve(ctx context.Context, msgs []redis.XMessage) ([]redis.XMessage, error) {
-	info, err := c.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: c.opts.Stream, Group: c.opts.Group, Consumer: c.opts.Name,
-		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs)),
-	}).Result()
+func (c *Consumer) valve(ctx context.Context, msgs []store.Entry) ([]store.Entry, error) {
+	info, err := c.group.Pending(ctx, store.PendingQuery{
+		Consumer: c.opts.Name, Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: len(msgs),
+	})
 	if err != nil {
-		return nil, fmt.Errorf("xpending own: %w", err)
+		return nil, fmt.Errorf("own pending: %w", err)
 	}
 	count := make(map[string]int64, len(info))
 	for _, p := range info {
-		count[p.ID] = p.RetryCount
+		count[p.ID] = p.Deliveries
 	}
 	keep := msgs[:0:0]
 	var dead []apply.Dead
 	for _, m := range msgs {
 		if n := count[m.ID]; n > c.opts.MaxDeliveries {
-			dead = append(dead, apply.Dead{Msg: m, Class: apply.ReasonMaxDeliveries,
+			dead = append(dead, apply.Dead{Entry: m, Class: apply.ReasonMaxDeliveries,
 				Reason: fmt.Sprintf("delivered %d times, more than AGG_MAX_DELIVERIES=%d", n, c.opts.MaxDeliveries)})
 			continue
 		}
@@ -337,17 +313,11 @@ func (c *Consumer) fail(ctx context.Context, log *slog.Logger, bo *backoff.Backo
 	}
 }
 
-func isNoGroup(err error) bool { return strings.Contains(err.Error(), "NOGROUP") }
-
 // Leave deletes this consumer from the group if, and only if, it owns no
 // pending entry; check and delete run in one script, since XGROUP
 // DELCONSUMER would silently drop the pending entries it still owns. It
 // reports whether the consumer was deleted. Call it after Run and the
 // recovery loop (which claims entries for this consumer) have returned.
 func (c *Consumer) Leave(ctx context.Context) (bool, error) {
-	n, err := c.leave.Run(ctx, c.rdb, []string{c.opts.Stream}, c.opts.Group, c.opts.Name).Int64()
-	if err != nil {
-		return false, fmt.Errorf("leave group: %w", err)
-	}
-	return n == 1, nil
+	return c.group.Leave(ctx, c.opts.Name)
 }

@@ -9,9 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/consumer"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
@@ -22,29 +22,30 @@ const group = "aggregators"
 type fixture struct {
 	rdb    *redis.Client         // the test's own client, for setup and assertions
 	svc    redis.UniversalClient // the aggregator's client (no retries)
-	k      keys.Keys
+	k      store.Keys
 	stream string
 }
 
 func newFixture(t *testing.T) fixture {
 	t.Helper()
 	srv := redistest.Start(t)
-	k := keys.New("metrics")
+	k := store.NewKeys("metrics")
 	return fixture{rdb: srv.Client(t), svc: streamtest.ServiceClient(t, srv.URL()), k: k, stream: k.Stream(0)}
 }
 
 func (f fixture) consumer(t *testing.T, name string, opts consumer.Options) *consumer.Consumer {
 	t.Helper()
-	a, err := apply.New(f.svc, f.k, apply.Options{Group: group, Consumer: name})
+	g := streamtest.Group(t, f.svc, f.k.Family(), 0, group)
+	a, err := apply.New(g, apply.Options{Consumer: name})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Stream, opts.Group, opts.Name = f.stream, group, name
+	opts.Group, opts.Name = group, name
 	opts.Logger = streamtest.Logger(t)
 	if opts.Block == 0 {
 		opts.Block = 100 * time.Millisecond
 	}
-	c, err := consumer.New(f.svc, a, opts)
+	c, err := consumer.New(g, a, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,9 +123,7 @@ func TestOwnPendingEntriesAreReadFirst(t *testing.T) {
 	streamtest.Add(t, f.rdb, f.stream, ms...)
 	want := streamtest.Expect{}
 	want.Add(ms...)
-	if err := consumer.EnsureGroup(ctx, f.rdb, f.stream, group); err != nil {
-		t.Fatal(err)
-	}
+	streamtest.EnsureGroup(t, f.rdb, f.k.Family(), 0, group)
 	// A previous run of "c1" read 200 entries and died before applying them.
 	if err := f.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "c1", Streams: []string{f.stream, ">"}, Count: 200, Block: -1}).Err(); err != nil {
 		t.Fatal(err)
@@ -145,9 +144,7 @@ func TestOwnPendingPastMaxDeliveriesIsDeadLettered(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	poison := streamtest.Add(t, f.rdb, f.stream, streamtest.Metric("cpu", 1, 1))[0]
-	if err := consumer.EnsureGroup(ctx, f.rdb, f.stream, group); err != nil {
-		t.Fatal(err)
-	}
+	streamtest.EnsureGroup(t, f.rdb, f.k.Family(), 0, group)
 	// Three earlier runs of "c1" read it and crashed (each re-read from id 0
 	// raises the delivery count).
 	for _, id := range []string{">", "0", "0"} {
@@ -179,9 +176,7 @@ func TestLeaveOnlyWithoutPendingEntries(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	streamtest.Add(t, f.rdb, f.stream, metrics(2, "cpu")...)
-	if err := consumer.EnsureGroup(ctx, f.rdb, f.stream, group); err != nil {
-		t.Fatal(err)
-	}
+	streamtest.EnsureGroup(t, f.rdb, f.k.Family(), 0, group)
 	if err := f.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "c1", Streams: []string{f.stream, ">"}, Count: 1, Block: -1}).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +210,7 @@ func TestLeaveOnlyWithoutPendingEntries(t *testing.T) {
 func TestSurvivesRedisOutageAndScriptCacheLoss(t *testing.T) {
 	srv := redistest.StartWith(t, redistest.Options{AOF: true, Args: []string{"--appendfsync", "always"}})
 	srv.RequireReal(t)
-	k := keys.New("metrics")
+	k := store.NewKeys("metrics")
 	f := fixture{rdb: srv.Client(t), svc: streamtest.ServiceClient(t, srv.URL()), k: k, stream: k.Stream(0)}
 	want := streamtest.Expect{}
 	first := metrics(500, "cpu", "mem")
@@ -270,7 +265,7 @@ func TestBatchReadAtShutdownIsApplied(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if _, err := f.rdb.TxPipelined(context.Background(), func(p redis.Pipeliner) error {
 		for _, m := range ms {
-			p.XAdd(context.Background(), &redis.XAddArgs{Stream: f.stream, Values: m.AppendFields(nil)})
+			p.XAdd(context.Background(), &redis.XAddArgs{Stream: f.stream, Values: store.EntryFields(m)})
 		}
 		return nil
 	}); err != nil {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/consumer"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
@@ -47,7 +47,7 @@ func BenchmarkDrain(b *testing.B) {
 	var replay, agg time.Duration
 	for i := range b.N {
 		b.StopTimer()
-		rk, ak := keys.New(fmt.Sprintf("replay%d", i)), keys.New(fmt.Sprintf("agg%d", i))
+		rk, ak := store.NewKeys(fmt.Sprintf("replay%d", i)), store.NewKeys(fmt.Sprintf("agg%d", i))
 		fill(b, rdb, rk.Stream(0))
 		fill(b, rdb, ak.Stream(0))
 		b.StartTimer()
@@ -85,14 +85,12 @@ func fill(b *testing.B, rdb redis.UniversalClient, stream string) {
 // decodes and while packets travel; more than a few only queue.
 const replayWorkers = 4
 
-func runReplay(b *testing.B, rdb redis.UniversalClient, k keys.Keys) time.Duration {
+func runReplay(b *testing.B, rdb redis.UniversalClient, k store.Keys) time.Duration {
 	b.Helper()
 	ctx := context.Background()
 	stream := k.Stream(0)
-	if err := consumer.EnsureGroup(ctx, rdb, stream, "replay"); err != nil {
-		b.Fatal(err)
-	}
-	a, err := apply.New(rdb, k, apply.Options{Group: "replay", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	streamtest.EnsureGroup(b, rdb, k.Family(), 0, "replay")
+	a, err := apply.New(streamtest.Group(b, rdb, k.Family(), 0, "replay"), apply.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -114,7 +112,7 @@ func runReplay(b *testing.B, rdb redis.UniversalClient, k keys.Keys) time.Durati
 					errs[w] = err
 					return
 				}
-				if _, err := a.Apply(ctx, res[0].Messages); err != nil {
+				if _, err := a.Apply(ctx, streamtest.Entries(res[0].Messages)); err != nil {
 					errs[w] = err
 					return
 				}
@@ -132,14 +130,15 @@ func runReplay(b *testing.B, rdb redis.UniversalClient, k keys.Keys) time.Durati
 	return d
 }
 
-func runAggregator(b *testing.B, rdb redis.UniversalClient, k keys.Keys) time.Duration {
+func runAggregator(b *testing.B, rdb redis.UniversalClient, k store.Keys) time.Duration {
 	b.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := apply.New(rdb, k, apply.Options{Group: "aggregators", Logger: logger})
+	g := streamtest.Group(b, rdb, k.Family(), 0, "aggregators")
+	a, err := apply.New(g, apply.Options{Logger: logger})
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := consumer.New(rdb, a, consumer.Options{Stream: k.Stream(0), Group: "aggregators", Name: "bench",
+	c, err := consumer.New(g, a, consumer.Options{Group: "aggregators", Name: "bench",
 		BatchSize: drainBatch, Block: 100 * time.Millisecond, Logger: logger})
 	if err != nil {
 		b.Fatal(err)
@@ -160,7 +159,7 @@ func runAggregator(b *testing.B, rdb redis.UniversalClient, k keys.Keys) time.Du
 	return d
 }
 
-func counted(b *testing.B, rdb redis.UniversalClient, k keys.Keys) int64 {
+func counted(b *testing.B, rdb redis.UniversalClient, k store.Keys) int64 {
 	b.Helper()
 	var n int64
 	for _, t := range drainTypes {
@@ -170,7 +169,7 @@ func counted(b *testing.B, rdb redis.UniversalClient, k keys.Keys) int64 {
 	return n
 }
 
-func checkTotal(b *testing.B, rdb redis.UniversalClient, k keys.Keys) {
+func checkTotal(b *testing.B, rdb redis.UniversalClient, k store.Keys) {
 	b.Helper()
 	if n := counted(b, rdb, k); n != drainEntries {
 		b.Fatalf("summaries count %d, want %d", n, drainEntries)

@@ -16,8 +16,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/telemetry"
 )
 
@@ -28,20 +27,34 @@ type Loop interface {
 	StaleAfter() time.Duration
 }
 
-// Partition is one partition to report on: its stream and its consume loop.
+// Group reports on one partition's consumer group; *store.Group
+// implements it.
+type Group interface {
+	Info(ctx context.Context) (store.GroupInfo, error)
+}
+
+var _ Group = (*store.Group)(nil)
+
+// Pinger checks Redis; *store.Store implements it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Partition is one partition to report on: its stream, group and consume
+// loop.
 type Partition struct {
 	// Index is the partition number p (the label in /metrics).
 	Index int
-	// Stream is the partition's stream key.
+	// Stream is the partition's stream key (reported in /health).
 	Stream string
+	// Group is the partition's consumer group.
+	Group Group
 	// Loop is the partition's consume loop.
 	Loop Loop
 }
 
 // Options configure a Checker; zero values get defaults.
 type Options struct {
-	// Group identifies the group to report on. Required.
-	Group string
 	// Timeout bounds the Redis calls of one /health request (default 1s:
 	// "PING within 1s").
 	Timeout time.Duration
@@ -59,19 +72,19 @@ type Options struct {
 
 // Checker answers health requests.
 type Checker struct {
-	rdb   redis.Cmdable
+	redis Pinger
 	parts []Partition
 	opts  Options
 }
 
 // New returns a Checker for the partitions parts (at least one).
-func New(rdb redis.Cmdable, parts []Partition, opts Options) (*Checker, error) {
-	if len(parts) == 0 || opts.Group == "" {
-		return nil, errors.New("health: a partition and Options.Group are required")
+func New(redis Pinger, parts []Partition, opts Options) (*Checker, error) {
+	if redis == nil || len(parts) == 0 {
+		return nil, errors.New("health: a Pinger and a partition are required")
 	}
 	for _, p := range parts {
-		if p.Stream == "" || p.Loop == nil {
-			return nil, fmt.Errorf("health: partition %d needs a Stream and a Loop", p.Index)
+		if p.Stream == "" || p.Group == nil || p.Loop == nil {
+			return nil, fmt.Errorf("health: partition %d needs a Stream, a Group and a Loop", p.Index)
 		}
 	}
 	if opts.Timeout <= 0 {
@@ -89,7 +102,7 @@ func New(rdb redis.Cmdable, parts []Partition, opts Options) (*Checker, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Checker{rdb: rdb, parts: parts, opts: opts}, nil
+	return &Checker{redis: redis, parts: parts, opts: opts}, nil
 }
 
 // Report is the /health body.
@@ -132,7 +145,7 @@ func (c *Checker) Check(ctx context.Context) (Report, bool) {
 	defer cancel()
 	r := Report{Status: "ok", Checks: map[string]string{"redis": "ok", "consumer": "ok"}}
 	healthy := true
-	pingErr := c.rdb.Ping(ctx).Err()
+	pingErr := c.redis.Ping(ctx)
 	if pingErr != nil {
 		r.Checks["redis"] = "unavailable: " + pingErr.Error()
 		healthy = false
@@ -144,7 +157,7 @@ func (c *Checker) Check(ctx context.Context) (Report, bool) {
 		if pingErr != nil {
 			counted = false
 			pr.Status = "unavailable"
-		} else if g, err := c.group(ctx, p.Stream); err != nil {
+		} else if g, err := p.Group.Info(ctx); err != nil {
 			if r.Checks["redis"] == "ok" {
 				r.Checks["redis"] = fmt.Sprintf("partition %d: group unavailable: %s", p.Index, err)
 			}
@@ -194,20 +207,6 @@ func (c *Checker) Check(ctx context.Context) (Report, bool) {
 	return r, healthy
 }
 
-// group returns this group's XINFO GROUPS row.
-func (c *Checker) group(ctx context.Context, stream string) (redis.XInfoGroup, error) {
-	groups, err := c.rdb.XInfoGroups(ctx, stream).Result()
-	if err != nil {
-		return redis.XInfoGroup{}, fmt.Errorf("xinfo groups: %w", err)
-	}
-	for _, g := range groups {
-		if g.Name == c.opts.Group {
-			return g, nil
-		}
-	}
-	return redis.XInfoGroup{}, fmt.Errorf("group %q does not exist yet", c.opts.Group)
-}
-
 // Handler serves /health, /livez and /metrics.
 func (c *Checker) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -255,7 +254,7 @@ func (c *Checker) refresh(ctx context.Context) {
 	var pending, lag int64
 	complete, lagKnown := true, true
 	for _, p := range c.parts {
-		g, err := c.group(ctx, p.Stream)
+		g, err := p.Group.Info(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.opts.Logger.Debug("gauge refresh failed", "partition", p.Index, "err", err)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/consumer"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/health"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
@@ -41,9 +41,10 @@ func readArgs(stream string) *redis.XReadGroupArgs {
 	return &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 1, Block: -1}
 }
 
-func newChecker(t *testing.T, rdb redis.Cmdable, stream string, l health.Loop) *health.Checker {
+func newChecker(t *testing.T, rdb redis.UniversalClient, family string, l health.Loop) *health.Checker {
 	t.Helper()
-	c, err := health.New(rdb, []health.Partition{{Stream: stream, Loop: l}}, health.Options{Group: "g"})
+	st := streamtest.Store(t, rdb, family, 1)
+	c, err := health.New(st, []health.Partition{{Stream: st.Keys().Stream(0), Group: st.Group(0, "g"), Loop: l}}, health.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,10 +58,8 @@ func TestHealth(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	stream := keys.New("metrics").Stream(0)
-	if err := consumer.EnsureGroup(ctx, rdb, stream, "g"); err != nil {
-		t.Fatal(err)
-	}
+	stream := store.NewKeys("metrics").Stream(0)
+	streamtest.EnsureGroup(t, rdb, "metrics", 0, "g")
 	streamtest.Add(t, rdb, stream, streamtest.Metric("cpu", 1, 1), streamtest.Metric("cpu", 1, 2), streamtest.Metric("cpu", 1, 3))
 	if err := rdb.XReadGroup(ctx, readArgs(stream)).Err(); err != nil {
 		t.Fatal(err)
@@ -68,7 +67,7 @@ func TestHealth(t *testing.T) {
 	batch := time.Date(2026, 2, 15, 10, 0, 0, 0, time.UTC)
 
 	t.Run("healthy shows pending, lag and last batch", func(t *testing.T) {
-		c := newChecker(t, rdb, stream, loop{beat: time.Now(), batch: batch})
+		c := newChecker(t, rdb, "metrics", loop{beat: time.Now(), batch: batch})
 		code, body, raw := get(t, c.Handler(), "/health")
 		if code != 200 || body["status"] != "ok" {
 			t.Fatalf("%d %s", code, raw)
@@ -82,7 +81,7 @@ func TestHealth(t *testing.T) {
 		}
 	})
 	t.Run("stalled loop is unhealthy", func(t *testing.T) {
-		c := newChecker(t, rdb, stream, loop{beat: time.Now().Add(-time.Minute)})
+		c := newChecker(t, rdb, "metrics", loop{beat: time.Now().Add(-time.Minute)})
 		code, body, raw := get(t, c.Handler(), "/health")
 		if code != 503 || !strings.HasPrefix(body["checks"].(map[string]any)["consumer"].(string), "stalled") {
 			t.Errorf("%d %s", code, raw)
@@ -92,13 +91,11 @@ func TestHealth(t *testing.T) {
 		}
 	})
 	t.Run("unknown lag", func(t *testing.T) {
-		other := keys.New("other").Stream(0)
+		other := store.NewKeys("other").Stream(0)
 		ids := streamtest.Add(t, rdb, other, streamtest.Metric("cpu", 1, 1), streamtest.Metric("cpu", 1, 2), streamtest.Metric("cpu", 1, 3))
-		if err := consumer.EnsureGroup(ctx, rdb, other, "g"); err != nil {
-			t.Fatal(err)
-		}
+		streamtest.EnsureGroup(t, rdb, "other", 0, "g")
 		rdb.XDel(ctx, other, ids[1]) // a tombstone after the group's position: Redis cannot count the lag
-		c := newChecker(t, rdb, other, loop{beat: time.Now()})
+		c := newChecker(t, rdb, "other", loop{beat: time.Now()})
 		code, body, raw := get(t, c.Handler(), "/health")
 		if code != 200 || body["lag"] != "unknown" {
 			t.Errorf("%d %s", code, raw)
@@ -106,7 +103,7 @@ func TestHealth(t *testing.T) {
 	})
 	t.Run("metrics and livez", func(t *testing.T) {
 		m := telemetry.New()
-		c, err := health.New(rdb, []health.Partition{{Stream: stream, Loop: loop{beat: time.Now()}}}, health.Options{Group: "g", Metrics: m, RefreshInterval: time.Hour})
+		c, err := health.New(streamtest.Store(t, rdb, "metrics", 1), []health.Partition{{Stream: stream, Group: streamtest.Group(t, rdb, "metrics", 0, "g"), Loop: loop{beat: time.Now()}}}, health.Options{Metrics: m, RefreshInterval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +137,7 @@ func TestHealth(t *testing.T) {
 	})
 	t.Run("redis down", func(t *testing.T) {
 		srv.RequireReal(t)
-		c := newChecker(t, rdb, stream, loop{beat: time.Now()})
+		c := newChecker(t, rdb, "metrics", loop{beat: time.Now()})
 		srv.Kill(t)
 		code, body, raw := get(t, c.Handler(), "/health")
 		if code != 503 || body["checks"].(map[string]any)["redis"] == "ok" || body["pending"] != nil {
@@ -159,23 +156,21 @@ func TestHealthPerPartition(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	k := keys.New("metrics")
+	k := store.NewKeys("metrics")
 	var parts []health.Partition
 	for p := range 3 {
 		s := k.Stream(p)
-		if err := consumer.EnsureGroup(ctx, rdb, s, "g"); err != nil {
-			t.Fatal(err)
-		}
+		streamtest.EnsureGroup(t, rdb, "metrics", p, "g")
 		for range p + 1 { // partition p: p+1 entries, one delivered
 			streamtest.Add(t, rdb, s, streamtest.Metric("cpu", 1, 1))
 		}
 		if err := rdb.XReadGroup(ctx, readArgs(s)).Err(); err != nil {
 			t.Fatal(err)
 		}
-		parts = append(parts, health.Partition{Index: p, Stream: s, Loop: loop{beat: time.Now()}})
+		parts = append(parts, health.Partition{Index: p, Stream: s, Group: streamtest.Group(t, rdb, "metrics", p, "g"), Loop: loop{beat: time.Now()}})
 	}
 	m := telemetry.New()
-	c, err := health.New(rdb, parts, health.Options{Group: "g", Metrics: m, RefreshInterval: time.Hour})
+	c, err := health.New(streamtest.Store(t, rdb, "metrics", 3), parts, health.Options{Metrics: m, RefreshInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +199,7 @@ func TestHealthPerPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	parts[1].Loop = loop{beat: time.Now().Add(-time.Minute)}
-	c, _ = health.New(rdb, parts, health.Options{Group: "g"})
+	c, _ = health.New(streamtest.Store(t, rdb, "metrics", 3), parts, health.Options{})
 	code, body, raw = get(t, c.Handler(), "/health")
 	if code != 503 || !strings.Contains(body["checks"].(map[string]any)["consumer"].(string), "partition 1") {
 		t.Errorf("one stalled partition: %d %s", code, raw)

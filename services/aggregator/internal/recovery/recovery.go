@@ -18,15 +18,23 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/telemetry"
 )
 
+// Group is what recovery needs of its consumer group; *store.Group
+// implements it.
+type Group interface {
+	Pending(ctx context.Context, q store.PendingQuery) ([]store.Pending, error)
+	Claim(ctx context.Context, consumer string, minIdle time.Duration, ids []string) ([]store.Entry, error)
+}
+
+var _ Group = (*store.Group)(nil)
+
 // Applier applies and dead-letters entries; *apply.Applier implements it.
 type Applier interface {
-	Apply(ctx context.Context, msgs []redis.XMessage) (apply.Result, error)
+	Apply(ctx context.Context, entries []store.Entry) (apply.Result, error)
 	DeadLetter(ctx context.Context, dead []apply.Dead) (int, error)
 }
 
@@ -34,8 +42,8 @@ var _ Applier = (*apply.Applier)(nil)
 
 // Options configure a Reclaimer; zero values get defaults.
 type Options struct {
-	// Stream, Group and Consumer (the one that claims) are required.
-	Stream, Group, Consumer string
+	// Consumer is the one that claims. Required.
+	Consumer string
 	// Interval between scans (default 5s).
 	Interval time.Duration
 	// MinIdle is how long an entry must have been pending untouched before
@@ -58,15 +66,15 @@ type Options struct {
 
 // Reclaimer runs the recovery loop.
 type Reclaimer struct {
-	rdb     redis.Cmdable
+	group   Group
 	applier Applier
 	opts    Options
 }
 
 // New returns a Reclaimer; Run starts it.
-func New(rdb redis.Cmdable, a Applier, opts Options) (*Reclaimer, error) {
-	if opts.Stream == "" || opts.Group == "" || opts.Consumer == "" {
-		return nil, errors.New("recovery: Options.Stream, Group and Consumer are required")
+func New(g Group, a Applier, opts Options) (*Reclaimer, error) {
+	if g == nil || a == nil || opts.Consumer == "" {
+		return nil, errors.New("recovery: a Group, an Applier and Options.Consumer are required")
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = 5 * time.Second
@@ -89,7 +97,7 @@ func New(rdb redis.Cmdable, a Applier, opts Options) (*Reclaimer, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.New()
 	}
-	return &Reclaimer{rdb: rdb, applier: a, opts: opts}, nil
+	return &Reclaimer{group: g, applier: a, opts: opts}, nil
 }
 
 // Run scans every Interval until ctx ends. Failures are logged and retried
@@ -128,12 +136,11 @@ func (r *Reclaimer) Once(ctx context.Context) (Result, error) {
 	var total Result
 	start := "-"
 	for ctx.Err() == nil {
-		pend, err := r.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-			Stream: r.opts.Stream, Group: r.opts.Group, Idle: r.opts.MinIdle,
-			Start: start, End: "+", Count: int64(r.opts.BatchSize),
-		}).Result()
+		pend, err := r.group.Pending(ctx, store.PendingQuery{
+			Start: start, End: "+", Count: r.opts.BatchSize, MinIdle: r.opts.MinIdle,
+		})
 		if err != nil {
-			return total, fmt.Errorf("xpending idle: %w", err)
+			return total, fmt.Errorf("idle pending: %w", err)
 		}
 		if len(pend) == 0 {
 			return total, nil
@@ -157,32 +164,29 @@ func (r *Reclaimer) Once(ctx context.Context) (Result, error) {
 // claim takes over one page and applies it. Once XCLAIM has returned, the
 // entries are ours: they are applied on a context detached from ctx, so a
 // shutdown in between does not leave them pending for another MinIdle.
-func (r *Reclaimer) claim(ctx context.Context, pend []redis.XPendingExt) (Result, error) {
+func (r *Reclaimer) claim(ctx context.Context, pend []store.Pending) (Result, error) {
 	ids := make([]string, len(pend))
 	count := make(map[string]int64, len(pend))
 	for i, p := range pend {
 		ids[i] = p.ID
-		count[p.ID] = p.RetryCount
+		count[p.ID] = p.Deliveries
 	}
-	msgs, err := r.rdb.XClaim(ctx, &redis.XClaimArgs{
-		Stream: r.opts.Stream, Group: r.opts.Group, Consumer: r.opts.Consumer,
-		MinIdle: r.opts.MinIdle, Messages: ids,
-	}).Result()
+	msgs, err := r.group.Claim(ctx, r.opts.Consumer, r.opts.MinIdle, ids)
 	if err != nil {
-		return Result{}, fmt.Errorf("xclaim: %w", err)
+		return Result{}, fmt.Errorf("claim: %w", err)
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.ShutdownTimeout)
 	defer cancel()
 	res := Result{Claimed: len(msgs)}
 	r.opts.Metrics.Reclaimed.Add(float64(len(msgs)))
 
-	var live []redis.XMessage
+	var live []store.Entry
 	var dead []apply.Dead
 	for _, m := range msgs {
 		// count is the delivery count before our claim; the claim would be
 		// delivery count+1.
 		if n := count[m.ID]; n >= r.opts.MaxDeliveries {
-			dead = append(dead, apply.Dead{Msg: m, Class: apply.ReasonMaxDeliveries,
+			dead = append(dead, apply.Dead{Entry: m, Class: apply.ReasonMaxDeliveries,
 				Reason: fmt.Sprintf("delivered %d times without being acknowledged (AGG_MAX_DELIVERIES=%d)", n, r.opts.MaxDeliveries)})
 			continue
 		}

@@ -8,11 +8,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
-	"github.com/resilientanalytics/ra/services/aggregator/internal/consumer"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/recovery"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
 )
@@ -24,7 +23,7 @@ const (
 
 type fixture struct {
 	rdb    *redis.Client
-	k      keys.Keys
+	k      store.Keys
 	stream string
 	a      *apply.Applier
 	r      *recovery.Reclaimer
@@ -34,17 +33,16 @@ func newFixture(t *testing.T, maxDeliveries int64) fixture {
 	t.Helper()
 	srv := redistest.Start(t)
 	svc := streamtest.ServiceClient(t, srv.URL())
-	k := keys.New("metrics")
+	k := store.NewKeys("metrics")
 	f := fixture{rdb: srv.Client(t), k: k, stream: k.Stream(0)}
-	if err := consumer.EnsureGroup(context.Background(), f.rdb, f.stream, group); err != nil {
-		t.Fatal(err)
-	}
+	streamtest.EnsureGroup(t, f.rdb, k.Family(), 0, group)
+	g := streamtest.Group(t, svc, k.Family(), 0, group)
 	var err error
-	if f.a, err = apply.New(svc, k, apply.Options{Group: group, Consumer: "rescuer"}); err != nil {
+	if f.a, err = apply.New(g, apply.Options{Consumer: "rescuer"}); err != nil {
 		t.Fatal(err)
 	}
-	f.r, err = recovery.New(svc, f.a, recovery.Options{
-		Stream: f.stream, Group: group, Consumer: "rescuer", MinIdle: minIdle,
+	f.r, err = recovery.New(g, f.a, recovery.Options{
+		Consumer: "rescuer", MinIdle: minIdle,
 		MaxDeliveries: maxDeliveries, BatchSize: 7, Logger: streamtest.Logger(t),
 	})
 	if err != nil {
@@ -54,7 +52,7 @@ func newFixture(t *testing.T, maxDeliveries int64) fixture {
 }
 
 // deliver hands up to n new entries to consumer (which then "dies").
-func (f fixture) deliver(t *testing.T, consumer string, n int64) []redis.XMessage {
+func (f fixture) deliver(t *testing.T, consumer string, n int64) []store.Entry {
 	t.Helper()
 	res, err := f.rdb.XReadGroup(context.Background(), &redis.XReadGroupArgs{
 		Group: group, Consumer: consumer, Streams: []string{f.stream, ">"}, Count: n, Block: -1,
@@ -62,7 +60,7 @@ func (f fixture) deliver(t *testing.T, consumer string, n int64) []redis.XMessag
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res[0].Messages
+	return streamtest.Entries(res[0].Messages)
 }
 
 func TestPendingEntryOfDeadConsumerIsReclaimedAfterMinIdle(t *testing.T) {
@@ -111,7 +109,7 @@ func TestSlowConsumerFinishingLateCountsNothingTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The slow replica wakes up and applies the batch it still holds.
-	slow, err := apply.New(f.rdb, f.k, apply.Options{Group: group})
+	slow, err := apply.New(streamtest.Group(t, f.rdb, f.k.Family(), 0, group), apply.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

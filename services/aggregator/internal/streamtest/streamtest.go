@@ -13,11 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/bucket"
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
-	"github.com/resilientanalytics/ra/pkg/summary"
+	"github.com/resilientanalytics/ra/pkg/store"
 )
 
 // Metric returns a metric of type typ with value v at Unix second sec.
@@ -35,7 +33,7 @@ func Add(tb testing.TB, rdb redis.Cmdable, stream string, ms ...metric.Metric) [
 		end := min(off+1000, len(ms))
 		cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, m := range ms[off:end] {
-				p.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: m.AppendFields(nil)})
+				p.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: store.EntryFields(m)})
 			}
 			return nil
 		})
@@ -61,13 +59,13 @@ func AddRaw(tb testing.TB, rdb redis.Cmdable, stream string, fields ...any) stri
 
 // Summary reads the summary of typ in partition 0; ok is false when none
 // exists.
-func Summary(tb testing.TB, rdb redis.Cmdable, k keys.Keys, typ string) (summary.Summary, bool) {
+func Summary(tb testing.TB, rdb redis.Cmdable, k store.Keys, typ string) (store.Summary, bool) {
 	tb.Helper()
 	h, err := rdb.HGetAll(context.Background(), k.Summary(0, typ)).Result()
 	if err != nil {
 		tb.Fatalf("hgetall: %v", err)
 	}
-	s, ok, err := summary.FromHash(h)
+	s, ok, err := store.SummaryFromHash(h)
 	if err != nil {
 		tb.Fatalf("summary %s: %v", typ, err)
 	}
@@ -75,19 +73,19 @@ func Summary(tb testing.TB, rdb redis.Cmdable, k keys.Keys, typ string) (summary
 }
 
 // Expect accumulates what the summaries should be after ms are applied.
-type Expect map[string]summary.Summary
+type Expect map[string]store.Summary
 
 // Add folds ms into e.
 func (e Expect) Add(ms ...metric.Metric) {
 	for _, m := range ms {
-		e[m.Type] = e[m.Type].Merge(summary.Summary{Cell: bucket.Of(m.Value), FirstTS: m.Micros(), LastTS: m.Micros()})
+		e[m.Type] = e[m.Type].Merge(store.Summary{Cell: store.Of(m.Value), FirstTS: m.Micros(), LastTS: m.Micros()})
 	}
 }
 
 // Diff compares every expected summary with Redis and describes the first
 // difference, or returns "" when all match. Sums are compared exactly, so
 // tests use values whose sums are exact in float64 (e.g. small integers).
-func (e Expect) Diff(tb testing.TB, rdb redis.Cmdable, k keys.Keys) string {
+func (e Expect) Diff(tb testing.TB, rdb redis.Cmdable, k store.Keys) string {
 	tb.Helper()
 	for typ, want := range e {
 		got, _ := Summary(tb, rdb, k, typ)
@@ -101,16 +99,16 @@ func (e Expect) Diff(tb testing.TB, rdb redis.Cmdable, k keys.Keys) string {
 // SummaryAll reads the summary of typ in each of partitions partitions and
 // merges them, as a reader of a partitioned deployment does; ok is false
 // when no partition has one.
-func SummaryAll(tb testing.TB, rdb redis.Cmdable, k keys.Keys, partitions int, typ string) (summary.Summary, bool) {
+func SummaryAll(tb testing.TB, rdb redis.Cmdable, k store.Keys, partitions int, typ string) (store.Summary, bool) {
 	tb.Helper()
-	var out summary.Summary
+	var out store.Summary
 	found := false
 	for p := range partitions {
 		h, err := rdb.HGetAll(context.Background(), k.Summary(p, typ)).Result()
 		if err != nil {
 			tb.Fatalf("hgetall: %v", err)
 		}
-		s, ok, err := summary.FromHash(h)
+		s, ok, err := store.SummaryFromHash(h)
 		if err != nil {
 			tb.Fatalf("summary %s partition %d: %v", typ, p, err)
 		}
@@ -122,7 +120,7 @@ func SummaryAll(tb testing.TB, rdb redis.Cmdable, k keys.Keys, partitions int, t
 }
 
 // DiffAll is Diff over the merged summaries of partitions partitions.
-func (e Expect) DiffAll(tb testing.TB, rdb redis.Cmdable, k keys.Keys, partitions int) string {
+func (e Expect) DiffAll(tb testing.TB, rdb redis.Cmdable, k store.Keys, partitions int) string {
 	tb.Helper()
 	for typ, want := range e {
 		got, _ := SummaryAll(tb, rdb, k, partitions, typ)
@@ -185,4 +183,38 @@ type tbWriter struct{ tb testing.TB }
 func (w tbWriter) Write(p []byte) (int, error) {
 	w.tb.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// Store returns the data model of family (STREAM_KEY) on rdb with
+// partitions partitions.
+func Store(tb testing.TB, rdb redis.UniversalClient, family string, partitions int) *store.Store {
+	tb.Helper()
+	st, err := store.New(rdb, family, partitions)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st
+}
+
+// Group returns consumer group name of partition p of family on rdb.
+func Group(tb testing.TB, rdb redis.UniversalClient, family string, p int, name string) *store.Group {
+	tb.Helper()
+	return Store(tb, rdb, family, p+1).Group(p, name)
+}
+
+// EnsureGroup creates group name on partition p of family at id 0.
+func EnsureGroup(tb testing.TB, rdb redis.UniversalClient, family string, p int, name string) {
+	tb.Helper()
+	if err := Group(tb, rdb, family, p, name).Ensure(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Entries converts go-redis stream messages to the store's entries.
+func Entries(msgs []redis.XMessage) []store.Entry {
+	out := make([]store.Entry, len(msgs))
+	for i, m := range msgs {
+		out[i] = store.Entry{ID: m.ID, Values: m.Values}
+	}
+	return out
 }

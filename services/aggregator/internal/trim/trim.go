@@ -7,24 +7,25 @@ package trim
 
 import (
 	"context"
-	_ "embed"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/telemetry"
 )
 
-//go:embed trim.lua
-var trimSrc string
+// Store trims one partition's stream; *store.Store implements it.
+type Store interface {
+	Trim(ctx context.Context, p int, retention time.Duration) (trimmed int64, minID string, err error)
+}
+
+var _ Store = (*store.Store)(nil)
 
 // Options configure a Trimmer; zero values get defaults.
 type Options struct {
-	// Stream is the stream key. Required.
-	Stream string
+	// Partition is the stream partition to trim.
+	Partition int
 	// Retention keeps entries younger than this even when processed
 	// (default 0: trim everything processed).
 	Retention time.Duration
@@ -38,15 +39,14 @@ type Options struct {
 
 // Trimmer runs the trim loop.
 type Trimmer struct {
-	rdb    redis.Scripter
-	opts   Options
-	script *redis.Script
+	store Store
+	opts  Options
 }
 
 // New returns a Trimmer; Run starts it.
-func New(rdb redis.Scripter, opts Options) (*Trimmer, error) {
-	if opts.Stream == "" {
-		return nil, errors.New("trim: Options.Stream is required")
+func New(st Store, opts Options) (*Trimmer, error) {
+	if st == nil {
+		return nil, errors.New("trim: nil store")
 	}
 	if opts.Retention < 0 {
 		return nil, errors.New("trim: Options.Retention must be >= 0")
@@ -60,7 +60,7 @@ func New(rdb redis.Scripter, opts Options) (*Trimmer, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.New()
 	}
-	return &Trimmer{rdb: rdb, opts: opts, script: redis.NewScript(trimSrc)}, nil
+	return &Trimmer{store: st, opts: opts}, nil
 }
 
 // Run trims every Interval until ctx ends; failures are logged and retried
@@ -88,15 +88,10 @@ func (t *Trimmer) Run(ctx context.Context) error {
 // Once trims now and returns how many entries were removed and the MINID
 // used ("" when nothing could be trimmed).
 func (t *Trimmer) Once(ctx context.Context) (int64, string, error) {
-	res, err := t.script.Run(ctx, t.rdb, []string{t.opts.Stream}, t.opts.Retention.Milliseconds()).Slice()
+	n, minID, err := t.store.Trim(ctx, t.opts.Partition, t.opts.Retention)
 	if err != nil {
-		return 0, "", fmt.Errorf("trim %s: %w", t.opts.Stream, err)
+		return 0, "", err
 	}
-	if len(res) != 2 {
-		return 0, "", fmt.Errorf("trim %s: unexpected reply %v", t.opts.Stream, res)
-	}
-	n, _ := res[0].(int64)
-	minID, _ := res[1].(string)
 	t.opts.Metrics.Trimmed.Add(float64(n))
 	return n, minID, nil
 }

@@ -7,9 +7,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/trim"
 )
@@ -17,7 +17,7 @@ import (
 func setup(t *testing.T) (*redis.Client, string) {
 	t.Helper()
 	srv := redistest.Start(t)
-	return srv.Client(t), keys.New("metrics").Stream(0)
+	return srv.Client(t), store.NewKeys("metrics").Stream(0)
 }
 
 func add(t *testing.T, rdb *redis.Client, stream string, n int) []string {
@@ -37,9 +37,10 @@ func read(t *testing.T, rdb *redis.Client, stream, group, consumer string, n int
 	}
 }
 
-func newTrimmer(t *testing.T, rdb *redis.Client, stream string, retention time.Duration) *trim.Trimmer {
+// newTrimmer trims the stream of partition p of family "metrics".
+func newTrimmer(t *testing.T, rdb *redis.Client, p int, retention time.Duration) *trim.Trimmer {
 	t.Helper()
-	tr, err := trim.New(rdb, trim.Options{Stream: stream, Retention: retention})
+	tr, err := trim.New(streamtest.Store(t, rdb, "metrics", p+1), trim.Options{Partition: p, Retention: retention})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestNeverTrimsPendingOrUndeliveredEntries(t *testing.T) {
 	rdb.XAck(ctx, stream, "g", ids[:10]...) // 0..9 processed
 	read(t, rdb, stream, "g", "c", 10)      // 10..19 pending, 20..29 undelivered
 
-	n, minID, err := newTrimmer(t, rdb, stream, 0).Once(ctx)
+	n, minID, err := newTrimmer(t, rdb, 0, 0).Once(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestNeverTrimsPendingOrUndeliveredEntries(t *testing.T) {
 	// Everything delivered and acknowledged: trimmed up to the last one
 	// delivered, undelivered entries stay.
 	rdb.XAck(ctx, stream, "g", ids[10:20]...)
-	if n, _, err := newTrimmer(t, rdb, stream, 0).Once(ctx); err != nil || n != 10 {
+	if n, _, err := newTrimmer(t, rdb, 0, 0).Once(ctx); err != nil || n != 10 {
 		t.Errorf("second trim removed %d (err %v), want 10", n, err)
 	}
 	if l := rdb.XLen(ctx, stream).Val(); l != 10 {
@@ -88,7 +89,7 @@ func TestSlowestGroupBoundsTheTrim(t *testing.T) {
 	read(t, rdb, stream, "slow", "c", 5)
 	rdb.XAck(ctx, stream, "slow", ids[:5]...)
 
-	n, _, err := newTrimmer(t, rdb, stream, 0).Once(ctx)
+	n, _, err := newTrimmer(t, rdb, 0, 0).Once(ctx)
 	if err != nil || n != 5 {
 		t.Errorf("trimmed %d (err %v), want 5: the slow group has delivered only 5", n, err)
 	}
@@ -98,19 +99,19 @@ func TestRetentionAndNoGroupKeepEverything(t *testing.T) {
 	rdb, stream := setup(t)
 	ctx := context.Background()
 	ids := add(t, rdb, stream, 10)
-	if n, _, err := newTrimmer(t, rdb, stream, 0).Once(ctx); err != nil || n != 0 {
+	if n, _, err := newTrimmer(t, rdb, 0, 0).Once(ctx); err != nil || n != 0 {
 		t.Errorf("without a group trimmed %d (err %v), want 0", n, err)
 	}
 	rdb.XGroupCreate(ctx, stream, "g", "0")
 	read(t, rdb, stream, "g", "c", 10)
 	rdb.XAck(ctx, stream, "g", ids...)
-	if n, _, err := newTrimmer(t, rdb, stream, time.Hour).Once(ctx); err != nil || n != 0 {
+	if n, _, err := newTrimmer(t, rdb, 0, time.Hour).Once(ctx); err != nil || n != 0 {
 		t.Errorf("within retention trimmed %d (err %v), want 0", n, err)
 	}
-	if n, _, err := newTrimmer(t, rdb, stream, 0).Once(ctx); err != nil || n != 10 {
+	if n, _, err := newTrimmer(t, rdb, 0, 0).Once(ctx); err != nil || n != 10 {
 		t.Errorf("past retention trimmed %d (err %v), want 10", n, err)
 	}
-	if n, _, err := newTrimmer(t, rdb, "{metrics:9}:stream", 0).Once(ctx); err != nil || n != 0 {
+	if n, _, err := newTrimmer(t, rdb, 9, 0).Once(ctx); err != nil || n != 0 {
 		t.Errorf("missing stream: %d, %v", n, err)
 	}
 }

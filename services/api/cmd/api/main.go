@@ -19,6 +19,7 @@ import (
 	"github.com/resilientanalytics/ra/pkg/httpserver"
 	"github.com/resilientanalytics/ra/pkg/logbuf"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/server"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
@@ -58,7 +59,11 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, accessLog io.
 	}
 	defer rdb.Close()
 
-	api, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: log, AccessLog: accessLog, Metrics: telemetry.New()})
+	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
+	if err != nil {
+		return err
+	}
+	api, err := server.New(server.Deps{Config: cfg, Store: st, Log: log, AccessLog: accessLog, Metrics: telemetry.New()})
 	if err != nil {
 		return err
 	}

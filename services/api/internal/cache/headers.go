@@ -1,9 +1,12 @@
 package cache
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
+
+	"github.com/resilientanalytics/ra/pkg/store"
 )
 
 // Recorder counts how results were served (telemetry.Metrics).
@@ -44,5 +47,21 @@ func (r Result[V]) Serve(h http.Header, rec Recorder) {
 		h.Set("X-Cache", "MISS")
 		h.Set("Cache-Status", cs)
 		h.Set("Cache-Control", "max-age="+ttl)
+	}
+}
+
+// ServeError counts a failed Get with rec and writes the cache headers of
+// its answer: not found and cancelled requests are plain misses, a corrupt
+// hash and a store failure say so in Cache-Status.
+func ServeError(h http.Header, rec Recorder, r *http.Request, err error) {
+	rec.CacheMiss()
+	h.Set("X-Cache", "MISS")
+	switch {
+	case errors.Is(err, ErrNotFound), r.Context().Err() != nil:
+		h.Set("Cache-Status", "api; fwd=miss")
+	case errors.Is(err, store.ErrCorrupt):
+		h.Set("Cache-Status", "api; fwd=miss; detail=corrupt")
+	default:
+		h.Set("Cache-Status", "api; fwd=miss; detail=store-unavailable")
 	}
 }

@@ -17,19 +17,21 @@ import (
 	"sync"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
-	"github.com/resilientanalytics/ra/pkg/problem"
+	"github.com/resilientanalytics/ra/pkg/store"
+	"github.com/resilientanalytics/ra/services/api/internal/fail"
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 )
 
-// QuotaExceededType is the IETF RateLimit draft's problem type for a 429.
-const QuotaExceededType = "https://iana.org/assignments/http-problem-types#quota-exceeded"
-
-// Appender stores metrics after checking the client's quota (*Store).
+// Appender counts one request against client's quota and, when allowed,
+// stores its metrics; *store.Store and *Coalescer implement it.
 type Appender interface {
-	Append(ctx context.Context, client string, ms []metric.Metric) (Result, error)
+	Append(ctx context.Context, client string, limit store.Limit, ms []metric.Metric) (store.AppendResult, error)
 }
 
-var _ Appender = (*Store)(nil)
+var (
+	_ Appender = (*store.Store)(nil)
+	_ Appender = (*Coalescer)(nil)
+)
 
 // Recorder counts what operators alert on.
 type Recorder interface {
@@ -47,6 +49,7 @@ type Limits struct {
 type Handler struct {
 	store   Appender
 	policy  ratelimit.Policy
+	limit   store.Limit
 	headers ratelimit.Headers
 	limits  Limits
 	rec     Recorder
@@ -56,18 +59,18 @@ type Handler struct {
 	bodies sync.Pool
 }
 
-// NewHandler returns the ingest handler. policy is only used for headers;
-// the store enforces it.
-func NewHandler(store Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) *Handler {
-	h := &Handler{store: store, policy: policy, headers: policy.Headers(), limits: limits, rec: rec, log: log}
+// NewHandler returns the ingest handler; the appender enforces policy in
+// Redis.
+func NewHandler(app Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) *Handler {
+	h := &Handler{store: app, policy: policy, limit: store.Limit{Max: policy.Max, Window: policy.Window},
+		headers: policy.Headers(), limits: limits, rec: rec, log: log}
 	h.bodies.New = func() any { return new(bytes.Buffer) }
 	return h
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isJSON(r.Header["Content-Type"]) {
-		problem.Write(w, r, problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported Media Type",
-			fmt.Sprintf("Content-Type must be application/json, got %q", r.Header.Get("Content-Type"))))
+		h.fail(w, r, fail.Errorf(fail.UnsupportedMediaType, "Content-Type must be application/json, got %q", r.Header.Get("Content-Type")))
 		return
 	}
 	if r.ContentLength > h.limits.MaxBodyBytes {
@@ -84,7 +87,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.tooLarge(w, r)
 			return
 		}
-		problem.Write(w, r, problem.New(http.StatusBadRequest, "malformed-body", "Malformed request body", "reading the body failed: "+err.Error()))
+		h.fail(w, r, &fail.Error{Code: fail.Malformed, Detail: "reading the body failed", Err: err})
 		return
 	}
 	ms, batch, err := metric.Decode(body, h.limits.MaxBatch)
@@ -92,30 +95,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.decodeError(w, r, err)
 		return
 	}
-	res, err := h.store.Append(r.Context(), ratelimit.Key(r), ms)
-	if h.policy.Enabled() && (err == nil || errors.Is(err, ratelimit.ErrLimited)) {
-		h.headers.Set(w.Header(), res.Decision)
-	}
-	switch {
-	case errors.Is(err, ratelimit.ErrLimited):
-		h.rec.RateLimited()
-		p := problem.New(http.StatusTooManyRequests, "", "Quota exceeded",
-			fmt.Sprintf("rate limit of %d requests per %s exceeded for this client; retry in %d s",
-				h.policy.Max, h.policy.Window, res.Decision.ResetSeconds()))
-		p.Type = QuotaExceededType
-		p.ViolatedPolicies = []string{ratelimit.PolicyName}
-		problem.Write(w, r, p)
-		return
-	case err != nil:
+	res, err := h.store.Append(r.Context(), ratelimit.Key(r), h.limit, ms)
+	if err != nil {
 		if r.Context().Err() != nil {
-			// The client went away; nothing to answer and not a store failure.
+			// The client went away: not a store failure.
+			h.fail(w, r, fail.Wrap(fail.Canceled, err))
 			return
 		}
 		h.rec.IngestWriteError()
-		h.log.ErrorContext(r.Context(), "ingest write failed", "err", err, "metrics", len(ms))
-		w.Header().Set("Retry-After", "1")
-		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "store-unavailable", "Service Unavailable",
-			"the metrics store (Redis) did not acknowledge the write; nothing was stored, retry later"))
+		h.fail(w, r, &fail.Error{Code: fail.StoreUnavailable, Err: fmt.Errorf("append %d metrics: %w", len(ms), err)})
+		return
+	}
+	if h.policy.Enabled() {
+		d := h.policy.Decide(res.Count, res.PTTL)
+		h.headers.Set(w.Header(), d)
+		if !res.Allowed {
+			h.rec.RateLimited()
+			h.fail(w, r, &fail.Error{Code: fail.RateLimited, Policies: []string{ratelimit.PolicyName},
+				Detail: fmt.Sprintf("rate limit of %d requests per %s exceeded for this client; retry in %d s",
+					h.policy.Max, h.policy.Window, d.ResetSeconds())})
+			return
+		}
+	}
+	if !res.Allowed || len(res.IDs) != len(ms) {
+		h.fail(w, r, fail.Wrap(fail.Internal, fmt.Errorf("store answered allowed=%t with %d ids for %d metrics", res.Allowed, len(res.IDs), len(ms))))
 		return
 	}
 	// The body is built by hand: ids are "<ms>-<seq>" and types are
@@ -176,9 +179,12 @@ func (h *Handler) putBody(b *bytes.Buffer) {
 	h.bodies.Put(b)
 }
 
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	fail.Write(w, r, h.log, err)
+}
+
 func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request) {
-	problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, "payload-too-large", "Payload Too Large",
-		fmt.Sprintf("request body exceeds INGEST_MAX_BODY_BYTES=%d bytes", h.limits.MaxBodyBytes)))
+	h.fail(w, r, fail.Errorf(fail.TooLarge, "request body exceeds INGEST_MAX_BODY_BYTES=%d bytes", h.limits.MaxBodyBytes))
 }
 
 func (h *Handler) decodeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -189,18 +195,16 @@ func (h *Handler) decodeError(w http.ResponseWriter, r *http.Request, err error)
 	)
 	switch {
 	case errors.As(err, &ve):
-		p := problem.New(http.StatusBadRequest, "validation-error", "Invalid metric",
-			fmt.Sprintf("%d invalid field(s); nothing was stored", len(ve.Errors)))
-		p.Errors = ve.Errors
-		problem.Write(w, r, p)
+		h.fail(w, r, &fail.Error{Code: fail.Invalid, Title: "Invalid metric", Fields: ve.Errors,
+			Detail: fmt.Sprintf("%d invalid field(s); nothing was stored", len(ve.Errors))})
 	case errors.As(err, &be):
-		problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, "batch-too-large", "Batch Too Large",
-			fmt.Sprintf("batch of %d metrics exceeds INGEST_MAX_BATCH=%d", be.Items, be.Max)))
+		h.fail(w, r, &fail.Error{Code: fail.TooLarge, Kind: "batch-too-large", Title: "Batch Too Large",
+			Detail: fmt.Sprintf("batch of %d metrics exceeds INGEST_MAX_BATCH=%d", be.Items, be.Max)})
 	case errors.Is(err, metric.ErrEmptyBatch):
-		problem.Write(w, r, problem.New(http.StatusBadRequest, "empty-batch", "Empty batch", err.Error()))
+		h.fail(w, r, &fail.Error{Code: fail.EmptyBatch, Detail: err.Error()})
 	case errors.As(err, &se):
-		problem.Write(w, r, problem.New(http.StatusBadRequest, "malformed-body", "Malformed request body", se.Msg))
+		h.fail(w, r, &fail.Error{Code: fail.Malformed, Detail: se.Msg})
 	default:
-		problem.Write(w, r, problem.New(http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error()))
+		h.fail(w, r, &fail.Error{Code: fail.Malformed, Detail: "the body is not a metric or a batch of metrics", Err: err})
 	}
 }

@@ -1,21 +1,17 @@
 // Package ratelimit holds the api's per-client fixed-window policy: how a
 // client is keyed, what a decision is, and the headers that report it.
 //
-// The counting itself runs in Redis, inside the ingest script (see package
-// ingest): checking the limit and appending the metric in one script costs
+// The counting itself runs in Redis, inside the store's append script
+// (package store): checking the limit and appending the metric in one script costs
 // one round trip instead of two, and a rejected request writes nothing.
 // Redis is the clock (PTTL), so every api replica agrees on windows.
 package ratelimit
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
 )
-
-// ErrLimited is returned when a client is over its quota.
-var ErrLimited = errors.New("rate limit exceeded")
 
 // PolicyName is the policy identifier in the RateLimit headers and the 429.
 const PolicyName = "default"
@@ -37,6 +33,19 @@ type Decision struct {
 	Remaining int
 	// Reset is the time until the window ends (Redis PTTL).
 	Reset time.Duration
+}
+
+// Decide turns the counter Redis keeps for a client into p's decision:
+// count is the client's request count in the window, including this
+// request, and ttl the time until the window ends (Redis PTTL). The append
+// script applies the same rule (allowed while count <= Max) before it
+// writes; this is the rule's statement that tests can read.
+func (p Policy) Decide(count int64, ttl time.Duration) Decision {
+	return Decision{
+		Allowed:   count <= int64(p.Max),
+		Remaining: int(max(0, int64(p.Max)-count)),
+		Reset:     max(0, ttl),
+	}
 }
 
 // ResetSeconds is Reset rounded up to whole seconds, at least 1: a client

@@ -35,20 +35,22 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/resilientanalytics/ra/pkg/bucket"
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
-	"github.com/resilientanalytics/ra/pkg/problem"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/cache"
+	"github.com/resilientanalytics/ra/services/api/internal/fail"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 	"github.com/resilientanalytics/ra/services/api/internal/window"
 )
 
-// RetryAfter is the Retry-After (seconds) of a 503.
-const RetryAfter = "1"
+// Store reads a type's per-minute buckets, merged over every partition;
+// *store.Store implements it.
+type Store interface {
+	Buckets(ctx context.Context, typ string, from, to int64) (store.Range, error)
+}
+
+var _ Store = (*store.Store)(nil)
 
 // Summary is the 200 body of a windowed summary. Average, min and max are
 // null when the range holds no metric (count 0).
@@ -85,30 +87,30 @@ type Point struct {
 
 // Options configure a Handler.
 type Options struct {
-	// Partitions is STREAM_PARTITIONS: every read merges 0..Partitions-1.
-	Partitions int
 	// Retention is BUCKET_RETENTION.
 	Retention time.Duration
 	// Cache is CACHE_* (TTL, PastTTL, StaleMax, MaxEntries, ReadTimeout).
 	Cache config.Cache
 	// Metrics may be nil.
 	Metrics *telemetry.Metrics
+	// Logger receives failures and stale answers (default: discarded).
+	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
 
 // Handler serves series and windowed summaries.
 type Handler struct {
-	reader *bucket.Reader
+	store  Store
 	opts   Options
 	recent *cache.Cache[[]byte]
 	past   *cache.Cache[[]byte]
 }
 
-// New returns a Handler reading rdb (keys k).
-func New(rdb redis.UniversalClient, k keys.Keys, opts Options) (*Handler, error) {
-	if opts.Partitions == 0 {
-		opts.Partitions = 1
+// New returns a Handler reading st.
+func New(st Store, opts Options) (*Handler, error) {
+	if st == nil {
+		return nil, errors.New("series: nil store")
 	}
 	if opts.Retention <= 0 {
 		return nil, fmt.Errorf("series: Options.Retention must be > 0, got %s", opts.Retention)
@@ -116,11 +118,11 @@ func New(rdb redis.UniversalClient, k keys.Keys, opts Options) (*Handler, error)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r, err := bucket.NewReader(rdb, k, opts.Partitions)
-	if err != nil {
-		return nil, err
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{reader: r, opts: opts}
+	h := &Handler{store: st, opts: opts}
+	var err error
 	mk := func(ttl time.Duration) (*cache.Cache[[]byte], error) {
 		return cache.New(h.load, cache.Options{TTL: ttl, StaleMax: opts.Cache.StaleMax, MaxEntries: opts.Cache.MaxEntries,
 			LoadTimeout: opts.Cache.ReadTimeout, Now: opts.Now})
@@ -150,10 +152,8 @@ func (h *Handler) ServeSummary(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, q window.Query, errs []metric.FieldError) {
 	if len(errs) > 0 {
-		p := problem.New(http.StatusBadRequest, "validation-error", "Invalid request",
-			"query parameter "+errs[0].Field+" "+errs[0].Message)
-		p.Errors = errs
-		problem.Write(w, r, p)
+		fail.Write(w, r, h.opts.Logger, &fail.Error{Code: fail.Invalid,
+			Detail: "query parameter " + errs[0].Field + " " + errs[0].Message, Fields: errs})
 		return
 	}
 	c := h.recent
@@ -163,33 +163,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, q window.Query, 
 	res, err := c.Get(r.Context(), q.Key())
 	hdr := w.Header()
 	if err != nil {
-		h.opts.Metrics.CacheMiss()
-		hdr.Set("X-Cache", "MISS")
-		hdr.Set("Cache-Status", "api; fwd=miss")
-		switch {
-		case errors.Is(err, cache.ErrNotFound):
-			problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Metric type not found",
-				"no metric of type "+strconv.Quote(q.Type)+" has been aggregated yet"))
-		case errors.Is(err, bucket.ErrCorrupt):
-			hdr.Set("Cache-Status", "api; fwd=miss; detail=corrupt")
-			slog.ErrorContext(r.Context(), "bucket hash is corrupt", "type", q.Type, "err", err)
-			problem.Write(w, r, problem.New(http.StatusInternalServerError, "internal", "Internal error",
-				"the buckets could not be read"))
-		case r.Context().Err() != nil:
-			problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "service-unavailable",
-				"Service unavailable", "the request was cancelled before the buckets were read"))
-		default:
-			hdr.Set("Cache-Status", "api; fwd=miss; detail=store-unavailable")
-			hdr.Set("Retry-After", RetryAfter)
-			slog.WarnContext(r.Context(), "bucket read failed and nothing is cached", "type", q.Type, "err", err)
-			problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "service-unavailable",
-				"Service unavailable", "the metrics store is unavailable; retry shortly"))
+		cache.ServeError(hdr, h.opts.Metrics, r, err)
+		if errors.Is(err, cache.ErrNotFound) {
+			err = &fail.Error{Code: fail.NotFound, Title: "Metric type not found",
+				Detail: "no metric of type " + strconv.Quote(q.Type) + " has been aggregated yet"}
 		}
+		fail.Write(w, r, h.opts.Logger, err)
 		return
 	}
 	res.Serve(hdr, h.opts.Metrics)
 	if res.Status == cache.Stale {
-		slog.WarnContext(r.Context(), "serving stale buckets", "type", q.Type, "expired_ago", -res.TTL, "err", res.Err)
+		h.opts.Logger.WarnContext(r.Context(), "serving stale buckets", "type", q.Type, "expired_ago", -res.TTL, "err", res.Err)
 	}
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
@@ -203,7 +187,7 @@ func (h *Handler) load(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rg, err := h.reader.Read(ctx, q.Type, q.From.UnixMicro(), q.To.UnixMicro())
+	rg, err := h.store.Buckets(ctx, q.Type, q.From.UnixMicro(), q.To.UnixMicro())
 	if err != nil {
 		return nil, err
 	}
@@ -212,12 +196,12 @@ func (h *Handler) load(ctx context.Context, key string) ([]byte, error) {
 	}
 	from, to := format(q.From), format(q.To)
 	if q.Kind == window.Summary {
-		c := bucket.Total(rg.Minutes)
+		c := store.Total(rg.Minutes)
 		avg, lo, hi := stats(c)
 		return json.Marshal(Summary{Type: q.Type, From: from, To: to, Count: c.Count,
 			AverageValue: avg, MinValue: lo, MaxValue: hi, Sum: c.Sum})
 	}
-	cells := bucket.Fold(rg.Minutes, int(q.Step/time.Minute))
+	cells := store.Fold(rg.Minutes, int(q.Step/time.Minute))
 	points := make([]Point, len(cells))
 	for i, c := range cells {
 		avg, lo, hi := stats(c)
@@ -227,7 +211,7 @@ func (h *Handler) load(ctx context.Context, key string) ([]byte, error) {
 	return json.Marshal(Series{Type: q.Type, From: from, To: to, Step: window.FormatStep(q.Step), Points: points})
 }
 
-func stats(c bucket.Cell) (avg, lo, hi *float64) {
+func stats(c store.Cell) (avg, lo, hi *float64) {
 	if c.Count == 0 {
 		return nil, nil, nil
 	}

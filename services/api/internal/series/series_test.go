@@ -14,10 +14,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/bucket"
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 )
 
@@ -71,7 +70,7 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 type env struct {
 	h     *Handler
 	rdb   redis.UniversalClient
-	k     keys.Keys
+	k     store.Keys
 	clk   *fakeClock
 	trips *roundTrips
 }
@@ -90,8 +89,12 @@ func mustEnv(tb testing.TB, partitions int) *env {
 	}
 	tb.Cleanup(func() { _ = rdb.Close() })
 	clk := &fakeClock{t: now}
-	k := keys.New("metrics")
-	h, err := New(rdb, k, Options{Partitions: partitions, Retention: 7 * 24 * time.Hour, Cache: testCache, Now: clk.Now})
+	k := store.NewKeys("metrics")
+	st, err := store.New(rdb, k.Family(), max(partitions, 1))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := New(st, Options{Retention: 7 * 24 * time.Hour, Cache: testCache, Now: clk.Now})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -102,17 +105,17 @@ func mustEnv(tb testing.TB, partitions int) *env {
 
 // put writes cells as the aggregator would: minute of event time at, in
 // partition p, and marks the type known there.
-func (e *env) put(tb testing.TB, p int, typ string, at time.Time, c bucket.Cell) {
+func (e *env) put(tb testing.TB, p int, typ string, at time.Time, c store.Cell) {
 	tb.Helper()
 	ctx := context.Background()
 	us := at.UnixMicro()
-	key := e.k.Bucket(p, typ, bucket.Hour(us))
-	f := bucket.Field(bucket.MinuteOfHour(us))
+	key := e.k.Bucket(p, typ, store.Hour(us))
+	f := store.BucketField(store.MinuteOfHour(us))
 	if old, err := e.rdb.HGet(ctx, key, f).Result(); err == nil {
-		prev, _ := bucket.Decode(old)
+		prev, _ := store.DecodeCell(old)
 		c = prev.Merge(c)
 	}
-	if err := e.rdb.HSet(ctx, key, f, bucket.Encode(c)).Err(); err != nil {
+	if err := e.rdb.HSet(ctx, key, f, store.EncodeCell(c)).Err(); err != nil {
 		tb.Fatal(err)
 	}
 	if err := e.rdb.ZAddGT(ctx, e.k.Types(p), redis.Z{Score: float64(us), Member: typ}).Err(); err != nil {
@@ -150,12 +153,12 @@ func at(hhmmss string) time.Time {
 
 func TestSeriesMergesPartitionsAndFillsEmptySteps(t *testing.T) {
 	e := mustEnv(t, 3)
-	e.put(t, 0, "cpu", at("09:00:10"), bucket.Of(10))
-	e.put(t, 2, "cpu", at("09:00:50"), bucket.Of(30))
-	e.put(t, 1, "cpu", at("09:03:00"), bucket.Of(-5))
-	e.put(t, 1, "cpu", at("09:59:59"), bucket.Of(7)) // the last minute of the hour
-	e.put(t, 0, "cpu", at("10:00:00"), bucket.Of(100))
-	e.put(t, 0, "mem", at("09:00:00"), bucket.Of(1e9)) // another type: never mixed in
+	e.put(t, 0, "cpu", at("09:00:10"), store.Of(10))
+	e.put(t, 2, "cpu", at("09:00:50"), store.Of(30))
+	e.put(t, 1, "cpu", at("09:03:00"), store.Of(-5))
+	e.put(t, 1, "cpu", at("09:59:59"), store.Of(7)) // the last minute of the hour
+	e.put(t, 0, "cpu", at("10:00:00"), store.Of(100))
+	e.put(t, 0, "mem", at("09:00:00"), store.Of(1e9)) // another type: never mixed in
 	e.trips.n.Store(0)
 
 	rec := e.get("/api/metrics/series?type=cpu&from=2026-02-15T09:00:00Z&to=2026-02-15T10:00:00Z&step=5m")
@@ -191,9 +194,9 @@ func TestSeriesMergesPartitionsAndFillsEmptySteps(t *testing.T) {
 
 func TestWindowedSummary(t *testing.T) {
 	e := mustEnv(t, 2)
-	e.put(t, 0, "cpu", at("09:52:59"), bucket.Of(1000)) // before the window
-	e.put(t, 0, "cpu", at("09:53:00"), bucket.Of(10))
-	e.put(t, 1, "cpu", at("10:07:10"), bucket.Of(20)) // the current minute counts
+	e.put(t, 0, "cpu", at("09:52:59"), store.Of(1000)) // before the window
+	e.put(t, 0, "cpu", at("09:53:00"), store.Of(10))
+	e.put(t, 1, "cpu", at("10:07:10"), store.Of(20)) // the current minute counts
 	rec := e.get("/api/metrics/summary?type=cpu&window=15m")
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
@@ -213,7 +216,7 @@ func TestWindowedSummary(t *testing.T) {
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("unknown type: %d %s", rec.Code, rec.Body)
 	}
-	e.put(t, 0, "nope", at("10:00:00"), bucket.Of(1))
+	e.put(t, 0, "nope", at("10:00:00"), store.Of(1))
 	if rec := e.get("/api/metrics/summary?type=nope&window=15m"); rec.Code != http.StatusOK {
 		t.Errorf("after the first metric: %d (404 must not be cached)", rec.Code)
 	}
@@ -221,7 +224,7 @@ func TestWindowedSummary(t *testing.T) {
 
 func TestCachingRecentAndPastRanges(t *testing.T) {
 	e := mustEnv(t, 1)
-	e.put(t, 0, "cpu", at("09:00:00"), bucket.Of(1))
+	e.put(t, 0, "cpu", at("09:00:00"), store.Of(1))
 	e.trips.n.Store(0)
 	steps := []struct {
 		name, path, xcache, cacheControl string
@@ -324,8 +327,8 @@ func BenchmarkSeries24h(b *testing.B) {
 	_, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range 24*60 + 10 {
 			us := start.Add(time.Duration(i) * time.Minute).UnixMicro()
-			p.HSet(ctx, e.k.Bucket(0, "cpu", bucket.Hour(us)), bucket.Field(bucket.MinuteOfHour(us)),
-				bucket.Encode(bucket.Cell{Count: 60, Sum: 3000.5 + float64(i), Min: 0.25, Max: 99.75}))
+			p.HSet(ctx, e.k.Bucket(0, "cpu", store.Hour(us)), store.BucketField(store.MinuteOfHour(us)),
+				store.EncodeCell(store.Cell{Count: 60, Sum: 3000.5 + float64(i), Min: 0.25, Max: 99.75}))
 		}
 		p.ZAdd(ctx, e.k.Types(0), redis.Z{Score: float64(now.UnixMicro()), Member: "cpu"})
 		return nil
@@ -359,7 +362,7 @@ func BenchmarkSeries24h(b *testing.B) {
 
 func (e *env) dropCaches(tb testing.TB) {
 	tb.Helper()
-	h, err := New(e.rdb, e.k, e.h.opts)
+	h, err := New(e.h.store, e.h.opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -11,9 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redistest"
-	"github.com/resilientanalytics/ra/services/api/internal/ingest"
+	"github.com/resilientanalytics/ra/pkg/store"
 )
 
 // clusterEnv is the api on a 3-master Redis Cluster with 4 partitions.
@@ -21,7 +20,7 @@ type clusterEnv struct {
 	cluster *redistest.Cluster
 	rdb     *redis.ClusterClient
 	api     *httptest.Server
-	keys    keys.Keys
+	keys    store.Keys
 	parts   int
 }
 
@@ -35,7 +34,7 @@ func startOnCluster(t *testing.T, environ map[string]string) *clusterEnv {
 	environ["STREAM_PARTITIONS"] = strconv.Itoa(clusterPartitions)
 	environ["TRUSTED_PROXIES"] = "127.0.0.0/8" // X-Forwarded-For names the client
 	api, cfg := serveAPI(t, environ)
-	return &clusterEnv{cluster: c, rdb: c.Client(t), api: api, keys: keys.New(cfg.StreamKey), parts: clusterPartitions}
+	return &clusterEnv{cluster: c, rdb: c.Client(t), api: api, keys: store.NewKeys(cfg.StreamKey), parts: clusterPartitions}
 }
 
 func (e *clusterEnv) post(t *testing.T, client, body string) reply {
@@ -51,7 +50,7 @@ func clientsPerPartition(parts, n int) [][]string {
 	out := make([][]string, parts)
 	for i := 0; ; i++ {
 		ip := fmt.Sprintf("198.51.%d.%d", i/250, i%250+1)
-		p := ingest.Partition(ip, parts)
+		p := store.PartitionOf(ip, parts)
 		if len(out[p]) < n {
 			out[p] = append(out[p], ip)
 		}

@@ -10,12 +10,11 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
-	"github.com/resilientanalytics/ra/pkg/problem"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/external"
+	"github.com/resilientanalytics/ra/services/api/internal/fail"
 	"github.com/resilientanalytics/ra/services/api/internal/health"
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
 	"github.com/resilientanalytics/ra/services/api/internal/middleware"
@@ -29,8 +28,10 @@ import (
 // Deps are the components the routes need.
 type Deps struct {
 	Config config.Config
-	Redis  redis.UniversalClient
-	Log    *slog.Logger
+	// Store is the Redis data model (its key family and partitions are
+	// STREAM_KEY and STREAM_PARTITIONS).
+	Store *store.Store
+	Log   *slog.Logger
 	// AccessLog receives one JSON line per request (nil: none are written).
 	AccessLog io.Writer
 	// Metrics is the api's Prometheus registry and recorder.
@@ -49,7 +50,7 @@ func Policy(c config.RateLimit) ratelimit.Policy {
 // API is the api's HTTP handler and the components it owns.
 type API struct {
 	http.Handler
-	store    *ingest.Store
+	closers  []func()
 	external *external.Client
 }
 
@@ -57,9 +58,14 @@ type API struct {
 // watcher) until ctx ends.
 func (a *API) Run(ctx context.Context) error { return a.external.Run(ctx) }
 
-// Close releases what the handler owns (the ingest pipeline). Call it after
-// the HTTP server has drained, so in-flight requests still get answers.
-func (a *API) Close() { a.store.Close() }
+// Close releases what the handler owns (the ingest coalescer). Call it
+// after the HTTP server has drained, so in-flight requests still get
+// answers.
+func (a *API) Close() {
+	for _, c := range a.closers {
+		c()
+	}
+}
 
 // New returns the api's handler.
 func New(d Deps) (*API, error) {
@@ -71,55 +77,65 @@ func New(d Deps) (*API, error) {
 	if m == nil {
 		m = telemetry.New()
 	}
-	k := keys.New(d.Config.StreamKey)
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st := d.Store
 	policy := Policy(d.Config.RateLimit)
 	// Time-windowed reads (per-minute buckets) and the list of types; the
 	// summary route hands requests with a range to the windowed handler.
-	windows, err := series.New(d.Redis, k, series.Options{Partitions: d.Config.Partitions,
-		Retention: d.Config.BucketRetention, Cache: d.Config.Cache, Metrics: m})
+	windows, err := series.New(st, series.Options{
+		Retention: d.Config.BucketRetention, Cache: d.Config.Cache, Metrics: m, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	summaries, err := summary.NewHandler(d.Redis, k, d.Config.Cache, m,
-		summary.Options{Partitions: d.Config.Partitions, Windowed: http.HandlerFunc(windows.ServeSummary)})
+	summaries, err := summary.NewHandler(st, d.Config.Cache, m,
+		summary.Options{Windowed: http.HandlerFunc(windows.ServeSummary), Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	types, err := typelist.New(d.Redis, k, typelist.Options{Partitions: d.Config.Partitions, Cache: d.Config.Cache, Metrics: m})
+	types, err := typelist.New(st, typelist.Options{Cache: d.Config.Cache, Metrics: m, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	ext, err := external.New(d.Config.External, d.Config.Circuit, m, external.Options{Logger: d.Log})
+	ext, err := external.New(d.Config.External, d.Config.Circuit, m, external.Options{Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	// Last: the store starts goroutines, so nothing may fail after it.
-	store := ingest.NewStore(d.Redis, k, d.Config.Partitions, policy)
-	ingestHandler := ingest.NewHandler(store, policy,
-		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, d.Log)
+	api := &API{external: ext}
+	// Last: the coalescer starts a goroutine, so nothing may fail after it.
+	var app ingest.Appender = st
+	if d.Config.Ingest.Coalesce {
+		c := ingest.NewCoalescer(st, ingest.CoalescerOptions{})
+		api.closers = append(api.closers, c.Close)
+		app = c
+	}
+	ingestHandler := ingest.NewHandler(app, policy,
+		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, log)
 
 	r := chi.NewRouter()
 	access := d.AccessLog
 	if access == nil {
 		access = io.Discard
 	}
-	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(d.Log, access), middleware.Recover(d.Log))
+	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(log, access), middleware.Recover(log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not Found", "no such endpoint: "+r.URL.Path))
+		fail.Write(w, r, log, fail.Errorf(fail.NotFound, "no such endpoint: %s", r.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "Method Not Allowed",
-			r.Method+" is not allowed on "+r.URL.Path))
+		fail.Write(w, r, log, fail.Errorf(fail.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
 	})
 
 	r.Get("/livez", health.Live)
 	r.Method(http.MethodGet, "/metrics", m.Handler())
-	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
+	r.Get("/health", health.Handler(st))
 	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
 	r.Method(http.MethodGet, "/api/metrics/summary", summaries)
 	r.Method(http.MethodGet, "/api/metrics/series", windows)
 	r.Method(http.MethodGet, "/api/metrics/types", types)
 	r.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
 	r.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
-	return &API{Handler: r, store: store, external: ext}, nil
+	api.Handler = r
+	return api, nil
 }

@@ -14,9 +14,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/server"
 )
@@ -27,7 +27,7 @@ type env struct {
 	srv  *redistest.Server
 	rdb  *redis.Client // the test's own view of Redis
 	api  *httptest.Server
-	keys keys.Keys
+	keys store.Keys
 }
 
 // serveAPI builds the api from environ, exactly as main does, and serves it
@@ -43,7 +43,11 @@ func serveAPI(t *testing.T, environ map[string]string) (*httptest.Server, config
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	h, err := server.New(server.Deps{Config: cfg, Redis: rdb, Log: slog.New(slog.DiscardHandler)})
+	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := server.New(server.Deps{Config: cfg, Store: st, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +65,7 @@ func start(t *testing.T, environ map[string]string) *env {
 	}
 	environ["REDIS_URL"] = srv.URL()
 	api, cfg := serveAPI(t, environ)
-	return &env{srv: srv, rdb: srv.Client(t), api: api, keys: keys.New(cfg.StreamKey)}
+	return &env{srv: srv, rdb: srv.Client(t), api: api, keys: store.NewKeys(cfg.StreamKey)}
 }
 
 type reply struct {

@@ -2,20 +2,23 @@ package summary
 
 import (
 	"context"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"net/http"
 	"testing"
-
-	sumhash "github.com/resilientanalytics/ra/pkg/summary"
 )
 
 func TestAllTimeSummaryMergesPartitions(t *testing.T) {
 	e := mustEnv(t)
-	e.h.partitions = 3
+	st, err := store.New(e.rdb, "metrics", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.store = st
 	ctx := context.Background()
 	for p, f := range []map[string]any{
-		{sumhash.FieldCount: 2, sumhash.FieldSum: "30", sumhash.FieldMin: "10", sumhash.FieldMax: "20", sumhash.FieldFirstTS: t1, sumhash.FieldLastTS: t1},
+		{store.SummaryCount: 2, store.SummarySum: "30", store.SummaryMin: "10", store.SummaryMax: "20", store.SummaryFirstTS: t1, store.SummaryLastTS: t1},
 		nil, // partition 1 never saw the type
-		{sumhash.FieldCount: 1, sumhash.FieldSum: "-6", sumhash.FieldMin: "-6", sumhash.FieldMax: "-6", sumhash.FieldFirstTS: t0, sumhash.FieldLastTS: t0},
+		{store.SummaryCount: 1, store.SummarySum: "-6", store.SummaryMin: "-6", store.SummaryMax: "-6", store.SummaryFirstTS: t0, store.SummaryLastTS: t0},
 	} {
 		if f != nil {
 			e.rdb.HSet(ctx, e.keys.Summary(p, "cpu"), f)

@@ -34,20 +34,22 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
-	"github.com/resilientanalytics/ra/pkg/problem"
-	sumhash "github.com/resilientanalytics/ra/pkg/summary"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/cache"
+	"github.com/resilientanalytics/ra/services/api/internal/fail"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 	"github.com/resilientanalytics/ra/services/api/internal/window"
 )
 
-// RetryAfter is the Retry-After (seconds) of a 503.
-const RetryAfter = "1"
+// Store reads the all-time summary of a type, merged over every
+// partition; *store.Store implements it.
+type Store interface {
+	Summary(ctx context.Context, typ string) (s store.Summary, found bool, err error)
+}
+
+var _ Store = (*store.Store)(nil)
 
 // Response is the 200 body.
 type Response struct {
@@ -64,46 +66,43 @@ type Response struct {
 // Handler serves GET /api/metrics/summary. It caches the encoded 200 body,
 // so a hit writes bytes without encoding.
 type Handler struct {
-	rdb        redis.UniversalClient
-	keys       keys.Keys
-	m          *telemetry.Metrics
-	cache      *cache.Cache[[]byte]
-	partitions int
-	windowed   http.Handler
+	store    Store
+	m        *telemetry.Metrics
+	log      *slog.Logger
+	cache    *cache.Cache[[]byte]
+	windowed http.Handler
 }
 
 var _ http.Handler = (*Handler)(nil)
 
-// NewHandler returns the summary handler reading rdb (partitions
-// 0..opts.Partitions-1 of k) through a cache configured by cfg (CACHE_*).
-// m may be nil.
-func NewHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *telemetry.Metrics, opts Options) (*Handler, error) {
-	h, err := newHandler(rdb, k, cfg, m, time.Now)
+// NewHandler returns the summary handler reading st through a cache
+// configured by cfg (CACHE_*). m may be nil.
+func NewHandler(st Store, cfg config.Cache, m *telemetry.Metrics, opts Options) (*Handler, error) {
+	h, err := newHandler(st, cfg, m, time.Now)
 	if err != nil {
 		return nil, err
 	}
-	if opts.Partitions >= 1 {
-		h.partitions = opts.Partitions
-	}
 	h.windowed = opts.Windowed
+	if opts.Logger != nil {
+		h.log = opts.Logger
+	}
 	return h, nil
 }
 
 // Options are the handler's optional collaborators.
 type Options struct {
-	// Partitions is STREAM_PARTITIONS: every read merges partitions
-	// 0..Partitions-1 (default 1).
-	Partitions int
 	// Windowed answers requests with from, to or window (the windowed
 	// summary); without it they are answered as all-time summaries.
 	Windowed http.Handler
+	// Logger receives failures and stale answers (default: discarded).
+	Logger *slog.Logger
 }
 
-func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *telemetry.Metrics, now func() time.Time) (*Handler, error) {
-	if rdb == nil {
-		return nil, errors.New("summary: nil redis client")
+func newHandler(st Store, cfg config.Cache, m *telemetry.Metrics, now func() time.Time) (*Handler, error) {
+	if st == nil {
+		return nil, errors.New("summary: nil store")
 	}
-	h := &Handler{rdb: rdb, keys: k, m: m, partitions: 1}
+	h := &Handler{store: st, m: m, log: slog.New(slog.DiscardHandler)}
 	c, err := cache.New(h.load, cache.Options{
 		TTL:         cfg.TTL,
 		StaleMax:    cfg.StaleMax,
@@ -118,28 +117,12 @@ func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *tel
 	return h, nil
 }
 
-// load reads every partition's summary of typ in one pipeline, merges and
-// encodes them; cache.ErrNotFound when the type has never been aggregated.
+// load reads the merged summary of typ and encodes it;
+// cache.ErrNotFound when the type has never been aggregated.
 func (h *Handler) load(ctx context.Context, typ string) ([]byte, error) {
-	cmds := make([]*redis.MapStringStringCmd, h.partitions)
-	_, err := h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for part := range cmds {
-			cmds[part] = p.HGetAll(ctx, h.keys.Summary(part, typ))
-		}
-		return nil
-	})
+	s, found, err := h.store.Summary(ctx, typ)
 	if err != nil {
-		return nil, fmt.Errorf("read summary of %q: %w", typ, err)
-	}
-	var s sumhash.Summary
-	found := false
-	for _, c := range cmds {
-		one, ok, err := sumhash.FromHash(c.Val())
-		if err != nil {
-			return nil, fmt.Errorf("decode summary of %q: %w", typ, err)
-		}
-		found = found || ok
-		s = s.Merge(one)
+		return nil, err
 	}
 	if !found {
 		return nil, cache.ErrNotFound
@@ -167,46 +150,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if typ == "" {
 			msg = "is required"
 		}
-		p := problem.New(http.StatusBadRequest, "validation-error", "Invalid request",
-			"query parameter type "+msg)
-		p.Errors = []metric.FieldError{{Field: "type", Message: msg}}
-		problem.Write(w, r, p)
+		fail.Write(w, r, h.log, &fail.Error{Code: fail.Invalid, Detail: "query parameter type " + msg,
+			Fields: []metric.FieldError{{Field: "type", Message: msg}}})
 		return
 	}
 
 	res, err := h.cache.Get(r.Context(), typ)
 	hdr := w.Header()
 	if err != nil {
-		h.m.CacheMiss()
-		hdr.Set("X-Cache", "MISS")
-		switch {
-		case errors.Is(err, cache.ErrNotFound):
-			hdr.Set("Cache-Status", "api; fwd=miss")
-			problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Summary not found",
-				"no metric of type "+strconv.Quote(typ)+" has been aggregated yet"))
-		case errors.Is(err, sumhash.ErrCorrupt):
-			hdr.Set("Cache-Status", "api; fwd=miss; detail=corrupt")
-			slog.ErrorContext(r.Context(), "summary hash is corrupt", "type", typ, "err", err)
-			problem.Write(w, r, problem.New(http.StatusInternalServerError, "internal", "Internal error",
-				"the summary could not be read"))
-		case r.Context().Err() != nil:
-			// The client went away (or a server timeout fired) while waiting.
-			hdr.Set("Cache-Status", "api; fwd=miss")
-			problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "service-unavailable",
-				"Service unavailable", "the request was cancelled before the summary was read"))
-		default:
-			hdr.Set("Cache-Status", "api; fwd=miss; detail=store-unavailable")
-			hdr.Set("Retry-After", RetryAfter)
-			slog.WarnContext(r.Context(), "summary read failed and nothing is cached", "type", typ, "err", err)
-			problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "service-unavailable",
-				"Service unavailable", "the summary store is unavailable; retry shortly"))
+		cache.ServeError(hdr, h.m, r, err)
+		if errors.Is(err, cache.ErrNotFound) {
+			err = &fail.Error{Code: fail.NotFound, Title: "Summary not found",
+				Detail: "no metric of type " + strconv.Quote(typ) + " has been aggregated yet"}
 		}
+		fail.Write(w, r, h.log, err)
 		return
 	}
-
 	res.Serve(hdr, h.m)
 	if res.Status == cache.Stale {
-		slog.WarnContext(r.Context(), "serving stale summary", "type", typ, "expired_ago", -res.TTL, "err", res.Err)
+		h.log.WarnContext(r.Context(), "serving stale summary", "type", typ, "expired_ago", -res.TTL, "err", res.Err)
 	}
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

@@ -13,10 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
-	sumhash "github.com/resilientanalytics/ra/pkg/summary"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 )
@@ -68,7 +67,7 @@ type env struct {
 	clk   *fakeClock
 	reads *hgetallCounter
 	m     *telemetry.Metrics
-	keys  keys.Keys
+	keys  store.Keys
 }
 
 var testCache = config.Cache{TTL: time.Minute, StaleMax: 10 * time.Minute, MaxEntries: 100, ReadTimeout: 2 * time.Second}
@@ -86,8 +85,12 @@ func mustEnv(t *testing.T) *env {
 	rdb.AddHook(reads)
 	clk := &fakeClock{t: time.Date(2026, 2, 15, 10, 0, 0, 0, time.UTC)}
 	m := telemetry.New()
-	k := keys.New("metrics")
-	h, err := newHandler(rdb, k, testCache, m, clk.Now)
+	k := store.NewKeys("metrics")
+	st, err := store.New(rdb, k.Family(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := newHandler(st, testCache, m, clk.Now)
 	if err != nil {
 		t.Fatalf("newHandler: %v", err)
 	}
@@ -98,8 +101,8 @@ func mustEnv(t *testing.T) *env {
 func (e *env) put(t *testing.T, typ string, count int64, sum, lo, hi string, first, last int64) {
 	t.Helper()
 	err := e.rdb.HSet(context.Background(), e.keys.Summary(0, typ),
-		sumhash.FieldCount, count, sumhash.FieldSum, sum, sumhash.FieldMin, lo, sumhash.FieldMax, hi,
-		sumhash.FieldFirstTS, first, sumhash.FieldLastTS, last).Err()
+		store.SummaryCount, count, store.SummarySum, sum, store.SummaryMin, lo, store.SummaryMax, hi,
+		store.SummaryFirstTS, first, store.SummaryLastTS, last).Err()
 	if err != nil {
 		t.Fatalf("HSET: %v", err)
 	}
@@ -346,7 +349,7 @@ func TestStaleIfErrorAndUnavailable(t *testing.T) {
 
 func TestCorruptHash(t *testing.T) {
 	e := mustEnv(t)
-	if err := e.rdb.HSet(context.Background(), e.keys.Summary(0, "bad"), sumhash.FieldCount, "x").Err(); err != nil {
+	if err := e.rdb.HSet(context.Background(), e.keys.Summary(0, "bad"), store.SummaryCount, "x").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if rec := e.get("?type=bad"); rec.Code != http.StatusInternalServerError {
@@ -357,13 +360,17 @@ func TestCorruptHash(t *testing.T) {
 func BenchmarkHit(b *testing.B) {
 	srv := redistest.Start(b)
 	rdb := srv.Client(b)
-	k := keys.New("metrics")
+	k := store.NewKeys("metrics")
 	if err := rdb.HSet(context.Background(), k.Summary(0, "cpu_usage"),
-		sumhash.FieldCount, 1, sumhash.FieldSum, "1", sumhash.FieldMin, "1", sumhash.FieldMax, "1",
-		sumhash.FieldFirstTS, t0, sumhash.FieldLastTS, t0).Err(); err != nil {
+		store.SummaryCount, 1, store.SummarySum, "1", store.SummaryMin, "1", store.SummaryMax, "1",
+		store.SummaryFirstTS, t0, store.SummaryLastTS, t0).Err(); err != nil {
 		b.Fatal(err)
 	}
-	h, err := NewHandler(rdb, k, config.Cache{TTL: time.Hour, MaxEntries: 10, ReadTimeout: time.Second}, telemetry.New(), Options{})
+	st, err := store.New(rdb, k.Family(), 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := NewHandler(st, config.Cache{TTL: time.Hour, MaxEntries: 10, ReadTimeout: time.Second}, telemetry.New(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,7 +7,7 @@
 //	400 problem naming limit or cursor
 //	503 problem + Retry-After when Redis fails and nothing is cached
 //
-// The list is the union of every partition's types set (keys.Types), read
+// The list is the union of every partition's types set, read
 // in one pipeline and merged keeping the latest last-seen. The whole sorted
 // list is cached (CACHE_TTL, singleflight, stale-if-error; package cache)
 // and pages are cut from it, so paging through costs one Redis read per
@@ -25,17 +25,15 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/metric"
-	"github.com/resilientanalytics/ra/pkg/problem"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/cache"
+	"github.com/resilientanalytics/ra/services/api/internal/fail"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 )
 
@@ -45,8 +43,13 @@ const (
 	MaxLimit     = 1000
 )
 
-// RetryAfter is the Retry-After (seconds) of a 503.
-const RetryAfter = "1"
+// Store lists the known types, merged over every partition and sorted by
+// type; *store.Store implements it.
+type Store interface {
+	Types(ctx context.Context) ([]store.TypeSeen, error)
+}
+
+var _ Store = (*store.Store)(nil)
 
 // Type is one entry of the list.
 type Type struct {
@@ -60,82 +63,46 @@ type Page struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-// known is one type with its last-seen time in Unix microseconds.
-type known struct {
-	name string
-	last int64
-}
-
 // Options configure a Handler.
 type Options struct {
-	// Partitions is STREAM_PARTITIONS: the list merges 0..Partitions-1.
-	Partitions int
 	// Cache is CACHE_* (TTL, StaleMax, ReadTimeout).
 	Cache config.Cache
 	// Metrics may be nil.
 	Metrics *telemetry.Metrics
+	// Logger receives failures (default: discarded).
+	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
 
 // Handler serves GET /api/metrics/types.
 type Handler struct {
-	rdb   redis.UniversalClient
-	keys  keys.Keys
+	store Store
 	opts  Options
-	cache *cache.Cache[[]known]
+	cache *cache.Cache[[]store.TypeSeen]
 }
 
 var _ http.Handler = (*Handler)(nil)
 
-// New returns the handler reading rdb (keys k).
-func New(rdb redis.UniversalClient, k keys.Keys, opts Options) (*Handler, error) {
-	if rdb == nil {
-		return nil, errors.New("typelist: nil redis client")
+// New returns the handler reading st.
+func New(st Store, opts Options) (*Handler, error) {
+	if st == nil {
+		return nil, errors.New("typelist: nil store")
 	}
-	if opts.Partitions == 0 {
-		opts.Partitions = 1
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{rdb: rdb, keys: k, opts: opts}
-	c, err := cache.New(h.load, cache.Options{TTL: opts.Cache.TTL, StaleMax: opts.Cache.StaleMax, MaxEntries: 1,
+	h := &Handler{store: st, opts: opts}
+	c, err := cache.New(func(ctx context.Context, _ string) ([]store.TypeSeen, error) { return st.Types(ctx) }, cache.Options{TTL: opts.Cache.TTL, StaleMax: opts.Cache.StaleMax, MaxEntries: 1,
 		LoadTimeout: opts.Cache.ReadTimeout, Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("typelist cache: %w", err)
 	}
 	h.cache = c
 	return h, nil
-}
-
-// load reads every partition's types set in one pipeline and merges them.
-func (h *Handler) load(ctx context.Context, _ string) ([]known, error) {
-	cmds := make([]*redis.ZSliceCmd, h.opts.Partitions)
-	_, err := h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for part := range cmds {
-			cmds[part] = p.ZRangeWithScores(ctx, h.keys.Types(part), 0, -1)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read types: %w", err)
-	}
-	last := make(map[string]int64)
-	for _, c := range cmds {
-		for _, z := range c.Val() {
-			name, _ := z.Member.(string)
-			if cur, ok := last[name]; !ok || int64(z.Score) > cur {
-				last[name] = int64(z.Score)
-			}
-		}
-	}
-	out := make([]known, 0, len(last))
-	for name, us := range last {
-		out = append(out, known{name, us})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out, nil
 }
 
 // ServeHTTP answers GET /api/metrics/types.
@@ -159,44 +126,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		after = string(b)
 	}
 	if len(errs) > 0 {
-		p := problem.New(http.StatusBadRequest, "validation-error", "Invalid request", "query parameter "+errs[0].Field+" "+errs[0].Message)
-		p.Errors = errs
-		problem.Write(w, r, p)
+		fail.Write(w, r, h.opts.Logger, &fail.Error{Code: fail.Invalid,
+			Detail: "query parameter " + errs[0].Field + " " + errs[0].Message, Fields: errs})
 		return
 	}
 
 	res, err := h.cache.Get(r.Context(), "types")
 	hdr := w.Header()
 	if err != nil {
-		h.opts.Metrics.CacheMiss()
-		hdr.Set("X-Cache", "MISS")
-		hdr.Set("Cache-Status", "api; fwd=miss; detail=store-unavailable")
-		hdr.Set("Retry-After", RetryAfter)
-		slog.WarnContext(r.Context(), "types read failed and nothing is cached", "err", err)
-		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "service-unavailable",
-			"Service unavailable", "the metrics store is unavailable; retry shortly"))
+		cache.ServeError(hdr, h.opts.Metrics, r, err)
+		fail.Write(w, r, h.opts.Logger, err)
 		return
 	}
 	all := res.Value
-	start, _ := slices.BinarySearchFunc(all, after, func(k known, t string) int {
-		switch {
-		case k.name < t:
-			return -1
-		case k.name > t:
-			return 1
-		}
-		return 0
+	start, _ := slices.BinarySearchFunc(all, after, func(k store.TypeSeen, t string) int {
+		return strings.Compare(k.Type, t)
 	})
-	if after != "" && start < len(all) && all[start].name == after {
+	if after != "" && start < len(all) && all[start].Type == after {
 		start++
 	}
 	end := min(start+limit, len(all))
 	page := Page{Types: make([]Type, 0, end-start)}
 	for _, k := range all[start:end] {
-		page.Types = append(page.Types, Type{Type: k.name, LastSeen: metric.FormatMicros(k.last)})
+		page.Types = append(page.Types, Type{Type: k.Type, LastSeen: metric.FormatMicros(k.LastSeen)})
 	}
 	if end < len(all) {
-		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(all[end-1].name))
+		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(all[end-1].Type))
 	}
 
 	res.Serve(hdr, h.opts.Metrics)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redistest"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/typelist"
 )
@@ -35,13 +35,17 @@ func TestTypesSortedMergedAndPaginated(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	k := keys.New("metrics")
+	k := store.NewKeys("metrics")
 	t0 := time.Date(2026, 2, 15, 10, 0, 0, 0, time.UTC)
 	us := func(d time.Duration) float64 { return float64(t0.Add(d).UnixMicro()) }
 	rdb.ZAdd(ctx, k.Types(0), redis.Z{Score: us(0), Member: "mem"}, redis.Z{Score: us(time.Minute), Member: "cpu"})
 	rdb.ZAdd(ctx, k.Types(1), redis.Z{Score: us(time.Hour), Member: "cpu"}, redis.Z{Score: us(0), Member: "disk.io"},
 		redis.Z{Score: us(0), Member: "a:b"})
-	h, err := typelist.New(rdb, k, typelist.Options{Partitions: 2, Cache: testCache})
+	st, err := store.New(rdb, k.Family(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := typelist.New(st, typelist.Options{Cache: testCache})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +99,11 @@ func TestTypesSortedMergedAndPaginated(t *testing.T) {
 
 func TestEmptyListIsAnEmptyArray(t *testing.T) {
 	srv := redistest.Start(t)
-	h, err := typelist.New(srv.Client(t), keys.New("metrics"), typelist.Options{Cache: testCache})
+	st, err := store.New(srv.Client(t), "metrics", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := typelist.New(st, typelist.Options{Cache: testCache})
 	if err != nil {
 		t.Fatal(err)
 	}

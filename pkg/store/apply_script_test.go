@@ -1,16 +1,15 @@
-package apply
+package store
 
 import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/redistest"
-	"github.com/resilientanalytics/ra/pkg/summary"
-	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
+	"github.com/resilientanalytics/ra/pkg/metric"
 )
 
 // TestScriptRejectsBadBatchWithoutWriting calls apply.lua with arguments the
@@ -22,13 +21,13 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	k := keys.New("metrics")
+	k := NewKeys("metrics")
 	const hour = 1 // the Unix hour of the bucket key: ts 3600e6 .. 7200e6-1
 	stream, types, sum, bkt := k.Stream(0), k.Types(0), k.Summary(0, "cpu"), k.Bucket(0, "cpu", hour)
 	if err := rdb.XGroupCreateMkStream(ctx, stream, "g", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	fields := []any{summary.FieldCount, summary.FieldSum, summary.FieldMin, summary.FieldMax, summary.FieldFirstTS, summary.FieldLastTS}
+	fields := []any{SummaryCount, SummarySum, SummaryMin, SummaryMax, SummaryFirstTS, SummaryLastTS}
 	script := redis.NewScript(applySrc)
 	// header builds ARGV up to the entries: one summary (type cpu, KEYS[3])
 	// and one bucket (hour 1, KEYS[4]).
@@ -67,11 +66,11 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup()
 			}
-			ids := streamtest.Add(t, rdb, stream, streamtest.Metric("cpu", 1, 3601), streamtest.Metric("cpu", 2, 3602), streamtest.Metric("cpu", 3, 3603))
+			ids := addEntries(t, rdb, stream, at("cpu", 1, 3601), at("cpu", 2, 3602), at("cpu", 3, 3603))
 			if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 10, Block: -1}).Err(); err != nil {
 				t.Fatal(err)
 			}
-			before := streamtest.Pending(t, rdb, stream, "g")
+			before := rdb.XPending(ctx, stream, "g").Val().Count
 			bad := append([]any(nil), tt.bad...)
 			if bad[0] == "" {
 				bad[0] = ids[2]
@@ -83,7 +82,7 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
-			if after := streamtest.Pending(t, rdb, stream, "g"); after != before {
+			if after := rdb.XPending(ctx, stream, "g").Val().Count; after != before {
 				t.Errorf("pending %d -> %d: the script acknowledged entries before failing", before, after)
 			}
 			if n := rdb.Exists(ctx, sum, types).Val(); n != 0 {
@@ -110,4 +109,23 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+}
+
+// at is a metric of type typ with value v at Unix second sec.
+func at(typ string, v float64, sec int64) metric.Metric {
+	return metric.Metric{Type: typ, Value: v, Timestamp: time.Unix(sec, 0).UTC()}
+}
+
+// addEntries XADDs ms as the api stores them and returns their ids.
+func addEntries(tb testing.TB, rdb redis.Cmdable, stream string, ms ...metric.Metric) []string {
+	tb.Helper()
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		id, err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: EntryFields(m)}).Result()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ids[i] = id
+	}
+	return ids
 }

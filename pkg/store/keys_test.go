@@ -1,14 +1,14 @@
-package keys_test
+package store_test
 
 import (
 	"fmt"
 	"testing"
 
-	"github.com/resilientanalytics/ra/pkg/keys"
+	"github.com/resilientanalytics/ra/pkg/store"
 )
 
 func TestKeysShareThePartitionHashTag(t *testing.T) {
-	k := keys.New("")
+	k := store.NewKeys("")
 	tests := []struct {
 		name, got, want string
 	}{
@@ -16,7 +16,7 @@ func TestKeysShareThePartitionHashTag(t *testing.T) {
 		{"summary", k.Summary(0, "cpu_usage"), "{metrics:0}:summary:cpu_usage"},
 		{"dead", k.Dead(0), "{metrics:0}:dead"},
 		{"rate limit", k.RateLimit(0, "10.0.0.1"), "{metrics:0}:rl:10.0.0.1"},
-		{"other family and partition", keys.New("m2").Stream(3), "{m2:3}:stream"},
+		{"other family and partition", store.NewKeys("m2").Stream(3), "{m2:3}:stream"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -28,7 +28,7 @@ func TestKeysShareThePartitionHashTag(t *testing.T) {
 }
 
 func ExampleKeys_Stream() {
-	k := keys.New("metrics")
+	k := store.NewKeys("metrics")
 	fmt.Println(k.Stream(0))
 	fmt.Println(k.Summary(0, "cpu_usage"))
 	// Output:

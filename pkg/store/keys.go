@@ -1,8 +1,9 @@
-// Package keys builds every Redis key name the services use. Nothing else
+package store
+
+// Every Redis key name the services use is built in this file. Nothing else
 // formats a key: api and aggregator must agree byte for byte, and every key of
 // a partition carries the hash tag {<family>:<p>} so that one script may touch
 // them together on Redis Cluster.
-package keys
 
 import "strconv"
 
@@ -14,8 +15,8 @@ type Keys struct {
 	family string
 }
 
-// New returns the key builder for family; an empty family means DefaultFamily.
-func New(family string) Keys {
+// NewKeys returns the key builder for family; an empty family means DefaultFamily.
+func NewKeys(family string) Keys {
 	if family == "" {
 		family = DefaultFamily
 	}
@@ -51,7 +52,7 @@ func (k Keys) RateLimit(p int, client string) string {
 // Bucket is the hash of one metric type's per-minute buckets for one UTC
 // hour in partition p: "{metrics:0}:bucket:cpu_usage:492000". hour is the
 // Unix hour (Unix seconds / 3600); the hash's fields are the minutes of that
-// hour (see pkg/bucket for the field schema). One hash per hour rather than
+// hour (see bucket.go for the field schema). One hash per hour rather than
 // a key per minute keeps a week at 168 keys per type instead of 10,080.
 func (k Keys) Bucket(p int, metricType string, hour int64) string {
 	return k.Tag(p) + ":bucket:" + metricType + ":" + strconv.FormatInt(hour, 10)

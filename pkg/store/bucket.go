@@ -1,9 +1,11 @@
-// Package bucket is the schema of the per-minute buckets: the aggregator
-// writes them (from Lua, in this format) and the api reads them. Keeping the
-// layout and the decoding here means the two cannot drift apart.
+package store
+
+// The per-minute buckets: the aggregator writes them (from Lua, in this
+// format) and the api reads them. Keeping the layout and the decoding here
+// means the two cannot drift apart.
 //
 // Layout: one hash per (partition, metric type, UTC hour), key
-// keys.Bucket(p, type, hour) with hour = Unix seconds / 3600. Its fields are
+// Keys.Bucket(p, type, hour) with hour = Unix seconds / 3600. Its fields are
 // the minute offsets of that hour, "0" … "59" (only minutes that saw a
 // metric exist). Each field packs the minute's fold into one value:
 //
@@ -17,10 +19,8 @@
 // A minute belongs to the hour that contains it by event time (the metric's
 // own timestamp, UTC), so buckets answer "what happened between T1 and T2",
 // not "what arrived".
-package bucket
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -35,9 +35,6 @@ const (
 	// MinutesPerHour is the number of fields an hour hash can hold.
 	MinutesPerHour = 60
 )
-
-// ErrCorrupt means a bucket field exists but cannot be read.
-var ErrCorrupt = errors.New("bucket is corrupt")
 
 // Cell is the fold of one minute (or, merged, of any span of minutes).
 type Cell struct {
@@ -80,33 +77,33 @@ func Hour(us int64) int64 { return us / HourMicros }
 // MinuteOfHour is the minute offset (0..59) of us within its hour.
 func MinuteOfHour(us int64) int { return int(us % HourMicros / MinuteMicros) }
 
-// Field is the hash field of minute offset m (0..59): "0" … "59".
-func Field(m int) string { return strconv.Itoa(m) }
+// BucketField is the hash field of minute offset m (0..59): "0" … "59".
+func BucketField(m int) string { return strconv.Itoa(m) }
 
-// Encode renders c as the script does: "<count> <sum> <min> <max>".
-func Encode(c Cell) string {
+// EncodeCell renders c as the script does: "<count> <sum> <min> <max>".
+func EncodeCell(c Cell) string {
 	return strconv.FormatInt(c.Count, 10) + " " + fmtFloat(c.Sum) + " " + fmtFloat(c.Min) + " " + fmtFloat(c.Max)
 }
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', 17, 64) }
 
-// Decode parses one field value written by the script.
-func Decode(s string) (Cell, error) {
+// DecodeCell parses one bucket field value written by the script.
+func DecodeCell(s string) (Cell, error) {
 	parts := strings.Fields(s)
 	if len(parts) != 4 {
-		return Cell{}, fmt.Errorf("%w: %q has %d parts, want 4", ErrCorrupt, s, len(parts))
+		return Cell{}, fmt.Errorf("%w: bucket %q has %d parts, want 4", ErrCorrupt, s, len(parts))
 	}
 	var c Cell
 	var err error
 	// Lua may render a large count as a float ("1e+15"); accept both.
 	cnt, err := strconv.ParseFloat(parts[0], 64)
 	if err != nil || cnt < 1 || cnt != math.Trunc(cnt) {
-		return Cell{}, fmt.Errorf("%w: count %q", ErrCorrupt, parts[0])
+		return Cell{}, fmt.Errorf("%w: bucket count %q", ErrCorrupt, parts[0])
 	}
 	c.Count = int64(cnt)
 	for i, dst := range []*float64{&c.Sum, &c.Min, &c.Max} {
 		if *dst, err = strconv.ParseFloat(parts[i+1], 64); err != nil || math.IsNaN(*dst) || math.IsInf(*dst, 0) {
-			return Cell{}, fmt.Errorf("%w: %q part %d", ErrCorrupt, s, i+2)
+			return Cell{}, fmt.Errorf("%w: bucket %q part %d", ErrCorrupt, s, i+2)
 		}
 	}
 	return c, nil
@@ -118,16 +115,16 @@ type HourCells struct {
 	Minutes [MinutesPerHour]Cell
 }
 
-// FromHash decodes HGETALL output of one hour hash (empty when the hour saw
-// nothing or has expired).
-func FromHash(h map[string]string) (HourCells, error) {
+// HourFromHash decodes HGETALL output of one hour hash (empty when the hour
+// saw nothing or has expired).
+func HourFromHash(h map[string]string) (HourCells, error) {
 	var hc HourCells
 	for f, v := range h {
 		m, err := strconv.Atoi(f)
-		if err != nil || m < 0 || m >= MinutesPerHour || Field(m) != f {
+		if err != nil || m < 0 || m >= MinutesPerHour || BucketField(m) != f {
 			return HourCells{}, fmt.Errorf("%w: field %q is not a minute 0..59", ErrCorrupt, f)
 		}
-		c, err := Decode(v)
+		c, err := DecodeCell(v)
 		if err != nil {
 			return HourCells{}, fmt.Errorf("minute %d: %w", m, err)
 		}

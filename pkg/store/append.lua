@@ -7,46 +7,52 @@
 -- KEYS[1]        stream ({metrics:p}:stream)
 -- KEYS[1+r]      rate-limit counter of request r's client ({metrics:p}:rl:<client>),
 --                r = 1..m; the same client may appear more than once
--- ARGV[1]        max requests per window (0 = limiter off: counters untouched)
--- ARGV[2]        window in milliseconds
--- ARGV[3]        w, the number of fields of a stream entry
--- ARGV[4..3+w]   the field names
--- then for each request r: its metric count n_r, followed by n_r*w field
--- values, metric after metric. The names are sent once per call rather
--- than with every metric: half the arguments for Redis to parse.
+-- ARGV[1]        w, the number of fields of a stream entry
+-- ARGV[2..1+w]   the field names
+-- then for each request r: its metric count n_r, its quota max_r (requests
+-- per window; 0 = limiter off for it: its counter is untouched) and window_r
+-- (milliseconds), followed by n_r*w field values, metric after metric. The
+-- names are sent once per call rather than with every metric: half the
+-- arguments for Redis to parse. Each request has its own quota (API keys
+-- may carry their own).
 --
--- Returns one array per request: {allowed, remaining, reset_ms, id_1..id_n}.
+-- Returns one array per request: {allowed, count, pttl_ms, id_1..id_n}.
 -- allowed is 1, or 0 when the client is over quota (nothing appended, no
--- ids). remaining and reset_ms are -1 when the limiter is off.
+-- ids). count is the client's request count in the window including this
+-- one and pttl_ms the time until the window ends; both -1 when the limiter
+-- is off for the request. The caller derives remaining and reset from them.
 --
 -- Every argument is checked before the first write: Redis does not roll a
 -- script back when it fails half-way. The window starts at the client's
 -- first request (INCR, then PEXPIRE when the count is 1); a counter found
 -- without a TTL (PTTL < 0) is re-armed, so none can live forever.
 
-local max = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local w = tonumber(ARGV[3])
+local w = tonumber(ARGV[1])
 local m = #KEYS - 1
-if not (max and window and w) or max < 0 or (max > 0 and window < 1) or w < 1 or #ARGV < 3 + w or m < 1 then
+if not w or w < 1 or #ARGV < 1 + w or m < 1 then
   return redis.error_reply('ERR append.lua: bad arguments')
 end
+
 -- xadd is XADD's argument list, reused for every entry: the names stay,
 -- the value slots are refilled.
 local xadd = {KEYS[1], '*'}
 for f = 1, w do
-  xadd[1 + 2 * f] = ARGV[3 + f]
+  xadd[1 + 2 * f] = ARGV[1 + f]
 end
-local first = 4 + w
-local counts = {}
+
+local first = 2 + w
+local counts, maxes, windows = {}, {}, {}
 local pos = first
 for r = 1, m do
-  local n = tonumber(ARGV[pos])
-  if not n or n < 1 then
+  local n, max, window = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
+  if not n or n < 1 or n ~= math.floor(n) then
     return redis.error_reply('ERR append.lua: bad metric count for request ' .. r)
   end
-  counts[r] = n
-  pos = pos + 1 + n * w
+  if not (max and window) or max < 0 or max ~= math.floor(max) or (max > 0 and (window < 1 or window ~= math.floor(window))) then
+    return redis.error_reply('ERR append.lua: bad quota for request ' .. r)
+  end
+  counts[r], maxes[r], windows[r] = n, max, window
+  pos = pos + 3 + n * w
 end
 if pos - 1 ~= #ARGV then
   return redis.error_reply('ERR append.lua: argument count does not match the metric counts')
@@ -55,13 +61,12 @@ end
 local out = {}
 pos = first
 for r = 1, m do
-  local n = counts[r]
-  local res
-  local remaining, reset = -1, -1
+  local n, max, window = counts[r], maxes[r], windows[r]
+  local count, pttl = -1, -1
+  local allowed = true
   if max > 0 then
     local key = KEYS[1 + r]
-    local count = redis.call('INCR', key)
-    local pttl
+    count = redis.call('INCR', key)
     if count == 1 then
       redis.call('PEXPIRE', key, window)
       pttl = window
@@ -72,14 +77,12 @@ for r = 1, m do
         pttl = window
       end
     end
-    if count > max then
-      res = {0, 0, pttl}
-    end
-    remaining, reset = max - count, pttl
+    allowed = count <= max
   end
-  if not res then
-    res = {1, remaining, reset}
-    local i = pos + 1
+  local res
+  if allowed then
+    res = {1, count, pttl}
+    local i = pos + 3
     for e = 1, n do
       for f = 1, w do
         xadd[2 + 2 * f] = ARGV[i + f - 1]
@@ -87,8 +90,10 @@ for r = 1, m do
       res[3 + e] = redis.call('XADD', unpack(xadd))
       i = i + w
     end
+  else
+    res = {0, count, pttl}
   end
   out[r] = res
-  pos = pos + 1 + n * w
+  pos = pos + 3 + n * w
 end
 return out

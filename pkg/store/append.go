@@ -1,0 +1,245 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/resilientanalytics/ra/pkg/metric"
+)
+
+// ErrUnavailable wraps every failure to reach or use Redis: a read got no
+// answer, or Redis did not acknowledge an append.
+var ErrUnavailable = errors.New("metrics store unavailable")
+
+// Limit is a fixed-window quota: Max requests per Window for one client.
+// A zero Limit switches counting off.
+type Limit struct {
+	Max    int
+	Window time.Duration
+}
+
+// AppendResult is what Redis answered for one request.
+type AppendResult struct {
+	// Allowed is false when the client was over its quota: nothing was
+	// appended and IDs is empty.
+	Allowed bool
+	// Count is the client's request count in the current window,
+	// including this one (-1 when the limit is off).
+	Count int64
+	// PTTL is the time until the window ends, from Redis' clock (-1ms
+	// when the limit is off).
+	PTTL time.Duration
+	// IDs are the stream entry ids, one per metric, in order.
+	IDs []string
+}
+
+// AppendCall is one request's share of an append.lua call. NewAppendCall
+// formats it in the caller's goroutine, so that work runs in parallel even
+// when one goroutine sends many calls with AppendMany.
+type AppendCall struct {
+	part   int
+	rlKey  string
+	limit  Limit
+	n      int
+	values []any // n * len(entryFieldNames) entry values
+
+	// Result and Err are set by AppendMany.
+	Result AppendResult
+	Err    error
+}
+
+// callPool recycles calls: per request they were several allocations on
+// the hot path.
+var callPool = sync.Pool{New: func() any { return new(AppendCall) }}
+
+// NewAppendCall prepares the append of ms for client under limit. Release
+// it once its outcome has been read.
+func (s *Store) NewAppendCall(client string, limit Limit, ms []metric.Metric) *AppendCall {
+	c := callPool.Get().(*AppendCall)
+	c.part = s.PartitionOf(client)
+	c.rlKey = s.rlPrefixes[c.part] + client
+	c.limit, c.n = limit, len(ms)
+	c.values = slices.Grow(c.values[:0], len(ms)*len(entryFieldNames))
+	for _, m := range ms {
+		c.values = appendEntryValues(c.values, m)
+	}
+	return c
+}
+
+// Release recycles c. A call that may still be in a batch being sent must
+// not be released; leave it to the garbage collector.
+func (c *AppendCall) Release() {
+	if cap(c.values) > 1024 {
+		c.values = nil // let batch-sized slices go rather than pin them
+	}
+	clear(c.values[:cap(c.values)])
+	c.Result, c.Err = AppendResult{}, nil
+	callPool.Put(c)
+}
+
+// PartitionOf picks the stream partition of a client: FNV-1a of the client
+// key, mod the partition count. A client always lands on the same
+// partition, so its rate-limit counter and the stream it appends to share
+// one hash tag (one cluster slot) and one script call can do both; its
+// metrics keep their order; and clients spread evenly over the partitions.
+// Every api replica computes the same partition, so the quota stays shared.
+func (s *Store) PartitionOf(client string) int { return PartitionOf(client, s.partitions) }
+
+// PartitionOf is the partition of client among n (FNV-1a mod n).
+func PartitionOf(client string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(client))
+	return int(h.Sum32() % uint32(n))
+}
+
+// Append counts one request against client's quota and, when allowed,
+// appends ms to the client's partition stream, in one script call. It is
+// never retried: a retry after a timeout could store the metrics twice.
+func (s *Store) Append(ctx context.Context, client string, limit Limit, ms []metric.Metric) (AppendResult, error) {
+	c := s.NewAppendCall(client, limit, ms)
+	s.AppendMany(ctx, []*AppendCall{c})
+	res, err := c.Result, c.Err
+	c.Release()
+	return res, err
+}
+
+// appendGroup is the calls for one partition: one script call.
+type appendGroup struct {
+	calls []*AppendCall
+	keys  []string
+	args  []any
+	cmd   *redis.Cmd
+}
+
+// AppendMany sends calls with one append.lua call per partition (pipelined
+// when there are several) and sets each call's Result or Err. Each request
+// still gets its own limiter decision and its own ids. ctx bounds the whole
+// exchange; it serves every call, so no single request's context should be
+// passed here by a caller that batches.
+//
+// Nothing is sent twice, except after NOSCRIPT (the script cache is empty
+// after a Redis restart): Redis did not run the call, so it is re-sent as
+// EVAL, which also loads the script for the next batch.
+func (s *Store) AppendMany(ctx context.Context, calls []*AppendCall) {
+	var groups []*appendGroup
+	byPart := make(map[int]*appendGroup, 1)
+	for _, c := range calls {
+		g := byPart[c.part]
+		if g == nil {
+			g = &appendGroup{keys: []string{s.streams[c.part]}, args: appendHead()}
+			byPart[c.part] = g
+			groups = append(groups, g)
+		}
+		g.calls = append(g.calls, c)
+		g.keys = append(g.keys, c.rlKey)
+		g.args = append(g.args, c.n, c.limit.Max, c.limit.Window.Milliseconds())
+		g.args = append(g.args, c.values...)
+	}
+	if len(groups) == 0 {
+		return
+	}
+	s.execAppend(ctx, groups, false)
+	var retry []*appendGroup
+	for _, g := range groups {
+		if err := g.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			retry = append(retry, g)
+		}
+	}
+	if len(retry) > 0 {
+		s.execAppend(ctx, retry, true)
+	}
+	for _, g := range groups {
+		g.deliver()
+	}
+}
+
+// appendHead is ARGV before the requests: the entry's field count and
+// names.
+func appendHead() []any {
+	head := make([]any, 0, 1+len(entryFieldNames))
+	head = append(head, len(entryFieldNames))
+	for _, name := range entryFieldNames {
+		head = append(head, name)
+	}
+	return head
+}
+
+// execAppend sends one EVALSHA (EVAL when load is set) per group,
+// pipelined.
+func (s *Store) execAppend(ctx context.Context, groups []*appendGroup, load bool) {
+	run := func(c redis.Scripter, g *appendGroup) *redis.Cmd {
+		if load {
+			return s.appendScript.Eval(ctx, c, g.keys, g.args...)
+		}
+		return s.appendScript.EvalSha(ctx, c, g.keys, g.args...)
+	}
+	if len(groups) == 1 {
+		groups[0].cmd = run(s.rdb, groups[0])
+		return
+	}
+	pipe := s.rdb.Pipeline()
+	for _, g := range groups {
+		g.cmd = run(pipe, g)
+	}
+	// Exec's error is the first failed command's; go-redis sets each
+	// command's own error, and a command that succeeded keeps its reply.
+	_, _ = pipe.Exec(ctx)
+}
+
+func (g *appendGroup) deliver() {
+	replies, err := g.cmd.Slice()
+	if err == nil && len(replies) != len(g.calls) {
+		err = fmt.Errorf("append.lua answered %d requests of %d", len(replies), len(g.calls))
+	}
+	for i, c := range g.calls {
+		if err != nil {
+			c.Err = fmt.Errorf("%w: append %d metrics: %w", ErrUnavailable, c.n, err)
+			continue
+		}
+		raw, ok := replies[i].([]any)
+		if !ok {
+			c.Err = fmt.Errorf("%w: append.lua reply %d is %T", ErrUnavailable, i, replies[i])
+			continue
+		}
+		c.Result, c.Err = parseAppendReply(raw, c.n)
+	}
+}
+
+func parseAppendReply(raw []any, n int) (AppendResult, error) {
+	if len(raw) < 3 {
+		return AppendResult{}, fmt.Errorf("%w: append.lua replied %d values", ErrUnavailable, len(raw))
+	}
+	allowed, _ := raw[0].(int64)
+	count, _ := raw[1].(int64)
+	pttl, _ := raw[2].(int64)
+	res := AppendResult{Allowed: allowed == 1, Count: count, PTTL: time.Duration(pttl) * time.Millisecond}
+	if !res.Allowed {
+		return res, nil
+	}
+	if len(raw) != 3+n {
+		return AppendResult{}, fmt.Errorf("%w: append.lua returned %d ids for %d metrics", ErrUnavailable, len(raw)-3, n)
+	}
+	res.IDs = make([]string, n)
+	for i := range n {
+		id, ok := raw[3+i].(string)
+		if !ok {
+			return AppendResult{}, fmt.Errorf("%w: append.lua id %d is %T", ErrUnavailable, i, raw[3+i])
+		}
+		res.IDs[i] = id
+	}
+	return res, nil
+}
+
+// Values is the number of entry values the call carries (its share of the
+// script's arguments).
+func (c *AppendCall) Values() int { return len(c.values) }
