@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/redistest"
 	"github.com/resilientanalytics/ra/pkg/metric"
+	"github.com/resilientanalytics/ra/pkg/redistest"
 )
 
 // TestScriptRejectsBadBatchWithoutWriting calls apply.lua with arguments the
