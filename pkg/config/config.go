@@ -176,7 +176,7 @@ func parseFloat(s string) (any, error) {
 }
 
 var (
-	errDurationRange = fmt.Errorf("longer than the longest duration, %s", time.Duration(math.MaxInt64).Truncate(time.Second))
+	errDurationRange = fmt.Errorf("out of range: a duration is at most ±%s", time.Duration(math.MaxInt64).Truncate(time.Second))
 	// durationSyntax is time.ParseDuration's grammar: a string it matches
 	// that ParseDuration refuses overflowed.
 	durationSyntax = regexp.MustCompile(`^[-+]?((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$`)

@@ -98,7 +98,7 @@ type twins struct {
 }
 
 func TestLoadNamesItsOwnVariableAndValue(t *testing.T) {
-	const maxDuration = "longer than the longest duration, 2562047h47m16s"
+	const maxDuration = "out of range: a duration is at most ±2562047h47m16s"
 	tests := []struct {
 		name string
 		env  map[string]string
