@@ -25,8 +25,9 @@ run: build ## run api + aggregator against REDIS_URL (starts a Redis when none a
 	@# exec: devrun gets the terminal's Ctrl-C itself and exits 0 after a clean stop
 	@exec bin/devrun --bin bin
 
-lint: ## gofmt check, go vet and staticcheck on every module
+lint: ## gofmt check, go mod tidy check, go vet and staticcheck on every module
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...); done
 
 bench: build ## measure ingest, summary, drain against the HTTP and Redis limits (writes docs/benchmarks.md), then Go benchmarks

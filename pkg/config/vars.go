@@ -1,14 +1,8 @@
 package config
 
-import (
-	"reflect"
-	"strings"
-	"time"
-)
-
 // Var is one environment variable a configuration struct reads.
 type Var struct {
-	// Name is the variable, e.g. "RATE_LIMIT_MAX".
+	// Name is the variable, e.g. "RATE_LIMIT_MAX" (with any envPrefix).
 	Name string
 	// Default is its envDefault ("" when it has none).
 	Default string
@@ -21,44 +15,18 @@ type Var struct {
 }
 
 // Vars lists, in declaration order, every environment variable the config
-// struct cfg (a struct or a pointer to one) reads through its `env` tags,
-// walking nested structs as Load does. Deploy tests use it to check that a
-// compose file sets only variables a service actually reads.
+// struct cfg (a struct or a pointer to one) reads, as caarlos0/env reports
+// them for Load. Deploy tests use it to check that a compose file sets only
+// variables a service actually reads. It is nil when cfg is not a struct.
 func Vars(cfg any) []Var {
-	t := reflect.TypeOf(cfg)
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == nil || t.Kind() != reflect.Struct {
+	ptr, ok := structCopy(cfg)
+	if !ok {
 		return nil
 	}
 	var out []Var
-	var walk func(t reflect.Type, prefix string)
-	walk = func(t reflect.Type, prefix string) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			ft := f.Type
-			for ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if tag := f.Tag.Get("env"); tag != "" {
-				name := strings.Split(tag, ",")[0]
-				if name == "" {
-					continue
-				}
-				def, has := f.Tag.Lookup("envDefault")
-				out = append(out, Var{Name: name, Default: def, HasDefault: has, Field: prefix + f.Name, Secret: f.Tag.Get("secret")})
-				continue
-			}
-			if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Time{}) {
-				walk(ft, prefix+f.Name+".")
-			}
-		}
+	for _, f := range mustFields(ptr) {
+		out = append(out, f.Var)
 	}
-	walk(t, "")
 	return out
 }
 

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/resilientanalytics/ra/pkg/config"
@@ -39,4 +40,25 @@ func ExampleVars() {
 		fmt.Println(v.Name, v.Default)
 	}
 	// Output: PORT 8000
+}
+
+func TestVarsAndDescribeTakeNamesFromTheLibrary(t *testing.T) {
+	want := []config.Var{
+		{Name: "REDIS_READ_TIMEOUT", Default: "1s", HasDefault: true, Field: "Redis.ReadTimeout"},
+		{Name: "CACHE_READ_TIMEOUT", Default: "2s", HasDefault: true, Field: "Cache.ReadTimeout"},
+		{Name: "CACHE_RATE", Default: "0.5", HasDefault: true, Field: "Cache.Rate"},
+		{Name: "PEER_READ_TIMEOUT", Default: "3s", HasDefault: true, Field: "Peer.ReadTimeout"},
+		{Name: "X_PIN", Field: "Pin", Secret: "true"},
+	}
+	if got := config.Vars((*twins)(nil)); !slices.Equal(got, want) {
+		t.Errorf("Vars = %+v\nwant   %+v", got, want)
+	}
+	var tw twins
+	if err := config.Load(&tw, map[string]string{"CACHE_READ_TIMEOUT": "5", "X_PIN": "1234"}); err != nil {
+		t.Fatal(err)
+	}
+	wantKV := []any{"REDIS_READ_TIMEOUT", "1s", "CACHE_READ_TIMEOUT", "5s", "CACHE_RATE", "0.5", "PEER_READ_TIMEOUT", "3s", "X_PIN", "xxxxx"}
+	if got := config.Describe(tw); !slices.Equal(got, wantKV) {
+		t.Errorf("Describe = %v\nwant       %v", got, wantKV)
+	}
 }

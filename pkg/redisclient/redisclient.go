@@ -18,10 +18,11 @@ package redisclient
 
 import (
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/resilientanalytics/ra/pkg/config"
 )
 
 // Config is the Redis connection configuration shared by every service.
@@ -127,11 +128,6 @@ func New(c Config) (redis.UniversalClient, error) {
 	return redis.NewClient(opt), nil
 }
 
-// Redact masks the password in a Redis URL for logging.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unparsable)"
-	}
-	return u.Redacted()
-}
+// Redact masks the password in a Redis URL for logging; it is
+// config.RedactURL, the redactor behind `secret:"url"` fields.
+func Redact(rawURL string) string { return config.RedactURL(rawURL) }

@@ -118,14 +118,5 @@ func (c Config) Validate() error {
 }
 
 // Describe renders the effective configuration for the start-up log, with
-// the Redis password masked. redisclient.Config does not tag REDIS_URL as a
-// secret, so the URL is redacted here rather than trusted to the tag.
-func (c Config) Describe() []any {
-	kv := config.Describe(&c)
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i] == "REDIS_URL" {
-			kv[i+1] = redisclient.Redact(c.Redis.URL)
-		}
-	}
-	return kv
-}
+// the Redis password masked (REDIS_URL is tagged `secret:"url"`).
+func (c Config) Describe() []any { return config.Describe(&c) }

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"failure rate", map[string]string{"EXTERNAL_FAILURE_RATE": "1.5"}, "EXTERNAL_FAILURE_RATE"},
 		{"bad bool", map[string]string{"RATE_LIMIT_ENABLED": "maybe"}, "RATE_LIMIT_ENABLED"},
 		{"port", map[string]string{"PORT": "70000"}, "PORT"},
+		{"failure rate NaN", map[string]string{"EXTERNAL_FAILURE_RATE": "NaN"}, "EXTERNAL_FAILURE_RATE"},
+		{"window overflows", map[string]string{"RATE_LIMIT_WINDOW": "1e300"}, "RATE_LIMIT_WINDOW"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +51,34 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 				t.Errorf("error spans lines: %q", err)
 			}
 		})
+	}
+}
+
+// The Redis and cache read timeouts are both Go fields named ReadTimeout:
+// the error must name the variable that was set, with its value.
+func TestSameFieldNameNamesItsOwnVariable(t *testing.T) {
+	tests := []struct{ set, other string }{
+		{"REDIS_READ_TIMEOUT", "CACHE_READ_TIMEOUT"},
+		{"CACHE_READ_TIMEOUT", "REDIS_READ_TIMEOUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.set, func(t *testing.T) {
+			_, err := config.Load(map[string]string{tt.set: "abc"})
+			if err == nil || !strings.HasPrefix(err.Error(), tt.set+`: invalid value "abc": `) || strings.Contains(err.Error(), tt.other) {
+				t.Fatalf("err = %v, want %s: invalid value \"abc\": ...", err, tt.set)
+			}
+		})
+	}
+}
+
+func TestValidateRejectsANaNFailureRate(t *testing.T) {
+	c, err := config.Load(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.External.FailureRate = math.NaN()
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "EXTERNAL_FAILURE_RATE:") {
+		t.Errorf("err = %v, want EXTERNAL_FAILURE_RATE refused", err)
 	}
 }
 

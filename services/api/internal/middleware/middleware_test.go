@@ -54,14 +54,25 @@ func TestRecoverAnswersProblemAndLogs(t *testing.T) {
 		panic("boom")
 	}))))
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+	req := httptest.NewRequest("GET", "/x", nil)
+	req.Header.Set("X-Request-ID", "req-7")
+	h.ServeHTTP(rec, req)
 	if rec.Code != 500 || rec.Header().Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("%d %v", rec.Code, rec.Header())
 	}
-	var p map[string]any
-	_ = json.Unmarshal(rec.Body.Bytes(), &p)
-	if strings.Contains(rec.Body.String(), "boom") || p["request_id"] == "" {
-		t.Fatalf("body leaks the panic or lacks the request id: %s", rec.Body)
+	if got := rec.Header().Get("X-Request-ID"); got != "req-7" {
+		t.Errorf("X-Request-ID = %q, want the client's req-7 echoed", got)
+	}
+	// Decoded into a string field: a missing request_id is "" and fails
+	// (a map's missing key is nil, which never equals "").
+	var p struct {
+		RequestID string `json:"request_id"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatalf("body is not JSON: %v: %s", err, rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), "boom") || p.RequestID != "req-7" {
+		t.Fatalf("body leaks the panic or lacks the request id req-7: %s", rec.Body)
 	}
 	if !strings.Contains(logs.String(), `"panic":"boom"`) || !strings.Contains(logs.String(), `"status":500`) {
 		t.Fatalf("logs: %s", logs.String())

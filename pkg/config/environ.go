@@ -1,5 +1,0 @@
-package config
-
-import "os"
-
-func osEnviron() []string { return os.Environ() }
