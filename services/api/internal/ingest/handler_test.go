@@ -32,7 +32,7 @@ func (f failingStore) Append(context.Context, string, []metric.Metric) (ingest.R
 
 func TestStoreFailureIs503AndCounted(t *testing.T) {
 	rec := &counter{}
-	h := ingest.NewHandler(failingStore{err: ingest.ErrUnavailable}, ratelimit.Policy{Max: 5, Window: time.Minute},
+	h := mustHandler(t, failingStore{err: ingest.ErrUnavailable}, ratelimit.Policy{Max: 5, Window: time.Minute},
 		ingest.Limits{MaxBodyBytes: 1 << 20, MaxBatch: 10}, rec, slog.New(slog.DiscardHandler))
 	req := httptest.NewRequest("POST", "/api/metrics", strings.NewReader(`{"timestamp":"2026-02-15T10:00:00Z","value":1,"type":"a"}`))
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
@@ -69,7 +69,7 @@ func BenchmarkIngest(b *testing.B) {
 	policy := ratelimit.Policy{Max: 1 << 30, Window: time.Minute}
 	store := ingest.NewStore(rdb, keys.New(""), 1, policy)
 	defer store.Close()
-	h := ingest.NewHandler(store, policy,
+	h := mustHandler(b, store, policy,
 		ingest.Limits{MaxBodyBytes: 1 << 20, MaxBatch: 1000}, &counter{}, slog.New(slog.DiscardHandler))
 	body := `{"timestamp":"2026-02-15T10:00:00Z","value":75.5,"type":"cpu_usage"}`
 	b.ReportAllocs()

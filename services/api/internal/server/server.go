@@ -93,10 +93,14 @@ func New(d Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Last: the store starts goroutines, so nothing may fail after it.
+	// Last: the store starts goroutines, so it is closed if anything fails after it.
 	store := ingest.NewStore(d.Redis, k, d.Config.Partitions, policy)
-	ingestHandler := ingest.NewHandler(store, policy,
-		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, d.Log)
+	ingestHandler, err := ingest.NewHandler(store, policy, ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes,
+		MaxBatch: d.Config.Ingest.MaxBatch, MaxAbsValue: d.Config.Ingest.MaxAbsValue, MaxFuture: d.Config.Ingest.MaxFuture}, m, d.Log)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 
 	r := chi.NewRouter()
 	access := d.AccessLog
