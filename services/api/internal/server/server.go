@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
+	chimw "github.com/go-chi/chi/v5/middleware"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/resilientanalytics/ra/pkg/keys"
@@ -107,13 +109,17 @@ func New(d Deps) (*API, error) {
 	if access == nil {
 		access = io.Discard
 	}
-	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(d.Log, access), middleware.Recover(d.Log))
+	// GetHead serves HEAD on every GET route (net/http drops the body).
+	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(d.Log, access), middleware.Recover(d.Log),
+		middleware.CloseChunked, chimw.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "Not Found", "no such endpoint: "+r.URL.Path))
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "Method Not Allowed",
-			r.Method+" is not allowed on "+r.URL.Path))
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		allow := allowed(r, req.URL.Path)
+		w.Header().Set("Allow", allow)
+		problem.Write(w, req, problem.New(http.StatusMethodNotAllowed, "method-not-allowed", "Method Not Allowed",
+			req.Method+" is not allowed on "+req.URL.Path+"; allowed: "+allow))
 	})
 
 	r.Get("/livez", health.Live)
@@ -126,4 +132,20 @@ func New(d Deps) (*API, error) {
 	r.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
 	r.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
 	return &API{Handler: r, store: store, external: ext}, nil
+}
+
+// allowed lists the methods routes serves on path, for a 405's Allow
+// header (RFC 9110 section 15.5.6). chi keeps its own list from a custom
+// 405 handler, so the routes are asked again; HEAD comes with every GET
+// (GetHead).
+func allowed(routes chi.Routes, path string) string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		if routes.Match(chi.NewRouteContext(), m, path) ||
+			m == http.MethodHead && routes.Match(chi.NewRouteContext(), http.MethodGet, path) {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ", ")
 }
