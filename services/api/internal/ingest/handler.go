@@ -1,8 +1,9 @@
 // Package ingest serves POST /api/metrics: it enforces the body limits,
-// Content-Type and Content-Encoding (gzip is decompressed), decodes and validates the metrics (pkg/metric), then makes
-// one Redis call that checks the client's rate limit and appends the metrics
-// to the stream. A 201 means Redis acknowledged the write; an invalid
-// request uses no quota because it never reaches Redis.
+// Content-Type and Content-Encoding (gzip is decompressed), decodes and
+// validates the metrics (pkg/metric), then makes one Redis call that checks
+// the client's rate limit and appends the metrics to the stream. A 201
+// means Redis acknowledged the write; an invalid request uses no quota
+// because it never reaches Redis.
 package ingest
 
 import (
