@@ -41,6 +41,7 @@ fuzz: ## run each fuzz target for 30s
 	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzDecode$$' -fuzztime 30s ./metric
 	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzScanSimpleAgreesWithGeneralPath$$' -fuzztime 30s ./metric
 	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzSplitSimpleArrayAgreesWithJSON$$' -fuzztime 30s ./metric
+	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzParseTimeAgreesWithTimeParse$$' -fuzztime 30s ./metric
 	cd services/api && $(GO) test -run '^$$' -fuzz 'FuzzParse$$' -fuzztime 30s ./internal/window
 	cd services/api && $(GO) test -run '^$$' -fuzz 'FuzzAccessLogPath$$' -fuzztime 30s ./internal/middleware
 

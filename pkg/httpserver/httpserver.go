@@ -12,12 +12,22 @@ import (
 	"time"
 )
 
-// Config holds the server timeouts; zero values get safe defaults.
+// DefaultMaxHeaderBytes bounds a request's header block. Enough for any
+// honest client (browsers send a few KiB), small enough that connections
+// holding unfinished headers cannot grow the process much before
+// ReadHeaderTimeout ends them. Larger headers get net/http's 431.
+const DefaultMaxHeaderBytes = 16 << 10
+
+// Config holds the server timeouts and limits; zero values get safe
+// defaults.
 type Config struct {
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
+	// MaxHeaderBytes bounds the request line and headers (net/http adds
+	// 4 KiB of slack on top).
+	MaxHeaderBytes int
 	// ShutdownTimeout bounds the graceful drain after ctx ends.
 	ShutdownTimeout time.Duration
 }
@@ -35,13 +45,16 @@ func (c Config) withDefaults() Config {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 120 * time.Second
 	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
 	return c
 }
 
-// New returns a server for h with cfg's timeouts.
+// New returns a server for h with cfg's timeouts and header limit.
 func New(h http.Handler, cfg Config) *http.Server {
 	cfg = cfg.withDefaults()
 	return &http.Server{
@@ -50,6 +63,7 @@ func New(h http.Handler, cfg Config) *http.Server {
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -18,21 +19,90 @@ var minTimestamp = time.Unix(0, 0).UTC()
 // microsecond count a Lua number (float64) holds exactly.
 var maxTimestamp = time.UnixMicro(1 << 53).UTC()
 
-// localLayout is RFC 3339 without a zone; such a time is read as UTC.
-const localLayout = "2006-01-02T15:04:05.999999999"
+// Defaults for the zero fields of Limits.
+const (
+	DefaultMaxBatch    = 1000
+	DefaultMaxAbsValue = 1e18
+	DefaultMaxFuture   = 10 * time.Minute
+)
+
+// Limits bound what a Decoder accepts. Zero fields take the defaults.
+type Limits struct {
+	// MaxBatch is the most metrics an array may carry (INGEST_MAX_BATCH).
+	MaxBatch int
+	// MaxAbsValue bounds |value| (INGEST_MAX_ABS_VALUE). The default 1e18
+	// keeps any sum of values that fits in the store finite: 2^53 such
+	// values still sum below 1e34, far from float64's limit.
+	MaxAbsValue float64
+	// MaxFuture is how far ahead of Now a timestamp may be
+	// (INGEST_MAX_FUTURE): a clock that runs ahead is tolerated, a year
+	// 2200 that would pin last_timestamp forever is not.
+	MaxFuture time.Duration
+	// Now is the clock MaxFuture is measured from. Required: the decoder
+	// reads no clock of its own, so tests can pin it.
+	Now func() time.Time
+}
+
+// Decoder reads request bodies under fixed Limits. It is safe for
+// concurrent use.
+type Decoder struct {
+	limits Limits
+	// The bound messages are built once: a rejected value or timestamp
+	// then costs no formatting.
+	valueMsg, futureMsg string
+}
+
+// NewDecoder fills l's defaults and checks them.
+func NewDecoder(l Limits) (*Decoder, error) {
+	if l.MaxBatch == 0 {
+		l.MaxBatch = DefaultMaxBatch
+	}
+	if l.MaxAbsValue == 0 {
+		l.MaxAbsValue = DefaultMaxAbsValue
+	}
+	if l.MaxFuture == 0 {
+		l.MaxFuture = DefaultMaxFuture
+	}
+	switch {
+	case l.MaxBatch < 0:
+		return nil, fmt.Errorf("metric: MaxBatch must be >= 1, got %d", l.MaxBatch)
+	case math.IsNaN(l.MaxAbsValue) || math.IsInf(l.MaxAbsValue, 0) || l.MaxAbsValue < 0:
+		return nil, fmt.Errorf("metric: MaxAbsValue must be a finite number > 0, got %v", l.MaxAbsValue)
+	case l.MaxFuture < 0:
+		return nil, fmt.Errorf("metric: MaxFuture must be >= 0, got %s", l.MaxFuture)
+	case l.Now == nil:
+		return nil, errors.New("metric: Limits.Now is required")
+	}
+	return &Decoder{
+		limits:    l,
+		valueMsg:  "must be within ±" + strconv.FormatFloat(l.MaxAbsValue, 'g', -1, 64) + " (INGEST_MAX_ABS_VALUE)",
+		futureMsg: "must not be more than " + l.MaxFuture.String() + " ahead of the server's clock (INGEST_MAX_FUTURE)",
+	}, nil
+}
+
+// Limits returns the limits in force, defaults filled.
+func (d *Decoder) Limits() Limits { return d.limits }
+
+// bounds are one Decode call's checks: the clock is read once per body, so
+// every item of a batch is judged against the same instant.
+type bounds struct {
+	d      *Decoder
+	latest time.Time
+}
 
 // Decode reads a request body: one metric object, or an array of at most
-// maxBatch of them (maxBatch <= 0 means no limit). batch reports whether the
-// body was an array. Errors are *SyntaxError, *ValidationError (listing every
-// invalid field), *BatchTooLargeError or ErrEmptyBatch.
-func Decode(body []byte, maxBatch int) (metrics []Metric, batch bool, err error) {
+// MaxBatch of them. batch reports whether the body was an array. Errors are
+// *SyntaxError, *ValidationError (listing every invalid field),
+// *BatchTooLargeError or ErrEmptyBatch.
+func (d *Decoder) Decode(body []byte) (metrics []Metric, batch bool, err error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return nil, false, &SyntaxError{Msg: "body is empty: send a metric object or an array of them"}
 	}
+	bd := bounds{d: d, latest: d.limits.Now().Add(d.limits.MaxFuture)}
 	switch trimmed[0] {
 	case '{':
-		m, fes := decodeItem(trimmed, "")
+		m, fes := bd.decodeItem(trimmed, "")
 		if fes != nil {
 			if se, ok := fes[0].syntax(); ok {
 				return nil, false, se
@@ -50,14 +120,14 @@ func Decode(body []byte, maxBatch int) (metrics []Metric, batch bool, err error)
 		if len(items) == 0 {
 			return nil, true, ErrEmptyBatch
 		}
-		if maxBatch > 0 && len(items) > maxBatch {
-			return nil, true, &BatchTooLargeError{Items: len(items), Max: maxBatch}
+		if len(items) > d.limits.MaxBatch {
+			return nil, true, &BatchTooLargeError{Items: len(items), Max: d.limits.MaxBatch}
 		}
 		metrics = make([]Metric, len(items))
 		var all []FieldError
 		for i, raw := range items {
 			prefix := "[" + strconv.Itoa(i) + "]"
-			m, fes := decodeItem(raw, prefix)
+			m, fes := bd.decodeItem(raw, prefix)
 			if fes != nil {
 				if fes[0].Field == prefix && fes[0].Message == "" {
 					fes[0].Message = "must be a metric object"
@@ -114,21 +184,24 @@ func syntaxError(err error) *SyntaxError {
 type item struct {
 	timestamp, value, typ []byte // raw JSON values; nil when absent
 	unknown               []string
+	// dup names members that appear more than once (the general path
+	// only: scanSimple refuses such objects).
+	dup []string
 }
 
 // decodeItem validates one object. prefix is "" for a single metric and
 // "[i]" in a batch.
-func decodeItem(raw []byte, prefix string) (Metric, []FieldError) {
+func (bd *bounds) decodeItem(raw []byte, prefix string) (Metric, []FieldError) {
 	if it, ok := scanSimple(raw); ok {
-		return it.validate(prefix)
+		return bd.validate(it, prefix)
 	}
-	return decodeItemGeneral(raw, prefix)
+	return bd.decodeItemGeneral(raw, prefix)
 }
 
 // decodeItemGeneral handles anything unusual (escapes, other keys,
 // duplicates, nested values, bad syntax) with encoding/json, which also
 // words the syntax errors.
-func decodeItemGeneral(raw []byte, prefix string) (Metric, []FieldError) {
+func (bd *bounds) decodeItemGeneral(raw []byte, prefix string) (Metric, []FieldError) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
 		if prefix == "" {
@@ -142,10 +215,40 @@ func decodeItemGeneral(raw []byte, prefix string) (Metric, []FieldError) {
 			it.unknown = append(it.unknown, k)
 		}
 	}
-	return it.validate(prefix)
+	it.dup = duplicateMembers(raw, len(fields))
+	return bd.validate(it, prefix)
 }
 
-func (it item) validate(prefix string) (Metric, []FieldError) {
+// duplicateMembers lists the member names of the valid JSON object raw
+// that occur more than once, compared after unescaping ("valu\u0065" is
+// "value"), as RFC 8259 section 4 leaves their meaning undefined and
+// encoding/json would silently keep the last. distinct (how many names the
+// object has) sizes the walk's set.
+func duplicateMembers(raw []byte, distinct int) []string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return nil
+	}
+	seen := make(map[string]int, distinct)
+	var dup []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return dup
+		}
+		k, _ := tok.(string)
+		if seen[k]++; seen[k] == 2 {
+			dup = append(dup, k)
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return dup
+		}
+	}
+	return dup
+}
+
+func (bd *bounds) validate(it item, prefix string) (Metric, []FieldError) {
 	name := func(f string) string {
 		if prefix == "" {
 			return f
@@ -155,29 +258,50 @@ func (it item) validate(prefix string) (Metric, []FieldError) {
 	var m Metric
 	var errs []FieldError
 	add := func(field, msg string) { errs = append(errs, FieldError{Field: name(field), Message: msg}) }
+	dup := func(field string) bool {
+		for _, d := range it.dup {
+			if d == field {
+				add(field, dupMsg)
+				return true
+			}
+		}
+		return false
+	}
 
-	if it.timestamp == nil {
+	switch {
+	case dup("timestamp"):
+	case it.timestamp == nil:
 		add("timestamp", "is required")
-	} else if ts, msg := parseTimestamp(it.timestamp); msg != "" {
-		add("timestamp", msg)
-	} else {
-		m.Timestamp = ts
+	default:
+		if ts, msg := bd.parseTimestamp(it.timestamp); msg != "" {
+			add("timestamp", msg)
+		} else {
+			m.Timestamp = ts
+		}
 	}
-	if it.value == nil {
+	switch {
+	case dup("value"):
+	case it.value == nil:
 		add("value", "is required")
-	} else if f, msg := parseValue(it.value); msg != "" {
-		add("value", msg)
-	} else {
-		m.Value = f
+	default:
+		if f, msg := bd.parseValue(it.value); msg != "" {
+			add("value", msg)
+		} else {
+			m.Value = f
+		}
 	}
-	if it.typ == nil {
+	switch {
+	case dup("type"):
+	case it.typ == nil:
 		add("type", "is required")
-	} else if s, ok := unquote(it.typ); !ok {
-		add("type", "must be a string")
-	} else if msg := ValidType(s); msg != "" {
-		add("type", msg)
-	} else {
-		m.Type = s
+	default:
+		if s, ok := unquote(it.typ); !ok {
+			add("type", "must be a string")
+		} else if msg := ValidType(s); msg != "" {
+			add("type", msg)
+		} else {
+			m.Type = s
+		}
 	}
 	for _, k := range it.unknown {
 		add(k, "unknown field (allowed: timestamp, value, type)")
@@ -188,6 +312,10 @@ func (it item) validate(prefix string) (Metric, []FieldError) {
 	}
 	return m, nil
 }
+
+// dupMsg is the error of a member that appears twice; which of its values
+// the client meant is unknowable, so neither is judged.
+const dupMsg = "duplicate member: each may appear only once"
 
 // unquote reads a JSON string value. Strings without escapes (all valid
 // metrics) are sliced rather than decoded.
@@ -401,7 +529,7 @@ func numberLen(b []byte) int {
 	return i
 }
 
-func parseValue(raw json.RawMessage) (float64, string) {
+func (bd *bounds) parseValue(raw json.RawMessage) (float64, string) {
 	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
 		return 0, "must be a JSON number (not a string, null or boolean)"
 	}
@@ -409,36 +537,29 @@ func parseValue(raw json.RawMessage) (float64, string) {
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 		return 0, "must be a finite number"
 	}
+	if math.Abs(f) > bd.d.limits.MaxAbsValue {
+		return 0, bd.d.valueMsg
+	}
 	return f, ""
 }
 
-// ParseTime reads an RFC 3339 time; one without a zone is UTC.
-func ParseTime(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		var err2 error
-		t, err2 = time.ParseInLocation(localLayout, s, time.UTC)
-		if err2 != nil {
-			return time.Time{}, err
-		}
-	}
-	return t.UTC(), nil
-}
-
-func parseTimestamp(raw json.RawMessage) (time.Time, string) {
+func (bd *bounds) parseTimestamp(raw json.RawMessage) (time.Time, string) {
 	s, ok := unquote(raw)
 	if !ok {
 		return time.Time{}, "must be an RFC 3339 string, e.g. 2026-02-15T10:00:00Z"
 	}
 	t, err := ParseTime(s)
 	if err != nil {
-		return time.Time{}, "must be an RFC 3339 time, e.g. 2026-02-15T10:00:00Z (no zone means UTC)"
+		return time.Time{}, "must be an RFC 3339 time: " + err.Error()
 	}
 	if t.Before(minTimestamp) {
 		return time.Time{}, "must not be before 1970-01-01T00:00:00Z"
 	}
 	if !t.Before(maxTimestamp) {
 		return time.Time{}, "must be before " + maxTimestamp.Format(time.RFC3339)
+	}
+	if t.After(bd.latest) {
+		return time.Time{}, bd.d.futureMsg
 	}
 	return t.Truncate(time.Microsecond), ""
 }

@@ -9,6 +9,23 @@ import (
 	"github.com/resilientanalytics/ra/pkg/metric"
 )
 
+// now is the tests' clock; the seed timestamps are in its past.
+var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// newDecoder returns a decoder on the tests' clock; zero fields of l take
+// the defaults.
+func newDecoder(tb testing.TB, l metric.Limits) *metric.Decoder {
+	tb.Helper()
+	if l.Now == nil {
+		l.Now = func() time.Time { return now }
+	}
+	d, err := metric.NewDecoder(l)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d
+}
+
 func TestDecodeSingle(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -54,9 +71,10 @@ func TestDecodeSingle(t *testing.T) {
 		{name: "malformed", body: `{"timestamp":`, syntax: true},
 		{name: "trailing garbage", body: `{"timestamp":"2026-02-15T10:00:00","value":1,"type":"a"} x`, syntax: true},
 	}
+	d := newDecoder(t, metric.Limits{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, batch, err := metric.Decode([]byte(tt.body), 1000)
+			got, batch, err := d.Decode([]byte(tt.body))
 			if batch {
 				t.Errorf("batch = true for a single object")
 			}
@@ -87,7 +105,7 @@ func TestDecodeSingle(t *testing.T) {
 }
 
 func TestDecodeUnknownFieldAndMissingFieldBothReported(t *testing.T) {
-	_, _, err := metric.Decode([]byte(`{"timestamp":"2026-02-15T10:00:00","vlaue":1,"type":"cpu_usage"}`), 10)
+	_, _, err := newDecoder(t, metric.Limits{}).Decode([]byte(`{"timestamp":"2026-02-15T10:00:00","vlaue":1,"type":"cpu_usage"}`))
 	var ve *metric.ValidationError
 	if !errors.As(err, &ve) || len(ve.Errors) != 2 {
 		t.Fatalf("err = %v; want value required and vlaue unknown", err)
@@ -118,7 +136,7 @@ func TestDecodeBatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, batch, err := metric.Decode([]byte(tt.body), tt.max)
+			got, batch, err := newDecoder(t, metric.Limits{MaxBatch: tt.max}).Decode([]byte(tt.body))
 			if !batch {
 				t.Error("batch = false for an array")
 			}

@@ -4,7 +4,21 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 )
+
+// testNow is the clock of the internal tests: timestamps of the seeds are
+// in its past, and INGEST_MAX_FUTURE is measured from it.
+var testNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+func testBounds(t testing.TB) *bounds {
+	t.Helper()
+	d, err := NewDecoder(Limits{Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bounds{d: d, latest: testNow.Add(d.limits.MaxFuture)}
+}
 
 // FuzzScanSimpleAgreesWithGeneralPath: whatever the fast scanner accepts,
 // the encoding/json path must decode to the same metric or the same errors.
@@ -19,16 +33,22 @@ func FuzzScanSimpleAgreesWithGeneralPath(f *testing.F) {
 		`{"timestamp":"2026-02-15T10:00:00Z","value":1,"type":"a","type":"b"}`,
 		`{"timestamp":"2026\u002d02-15T10:00:00Z","value":1,"type":"a"}`,
 		`{"timestamp":"x","value":1,"type":"a b"}`,
+		`{"timestamp":"2026-02-15t10:00:00z","value":1e18,"type":"a"}`,
+		`{"timestamp":"2026-02-15T10:00:00+24:00","value":-1.0000000000000001e18,"type":"a"}`,
+		`{"timestamp":"2026-12-01T12:10:00.000001Z","value":1,"type":"a"}`,
+		`{"timestamp":"2016-12-31T23:59:60Z","value":1,"type":"a"}`,
+		`{"timestamp":"2024-02-29T00:00:00-23:59","value":1,"type":"a"}`,
 	} {
 		f.Add([]byte(s))
 	}
+	bd := testBounds(f)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		it, ok := scanSimple(raw)
 		if !ok {
 			return
 		}
-		fm, ferrs := it.validate("")
-		gm, gerrs := decodeItemGeneral(raw, "")
+		fm, ferrs := bd.validate(it, "")
+		gm, gerrs := bd.decodeItemGeneral(raw, "")
 		if !reflect.DeepEqual(fm, gm) || !reflect.DeepEqual(ferrs, gerrs) {
 			t.Fatalf("fast %+v %v, general %+v %v for %q", fm, ferrs, gm, gerrs, raw)
 		}

@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -47,12 +48,18 @@ type Config struct {
 type Ingest struct {
 	// MaxBatch is the most metrics one request may carry.
 	MaxBatch int `env:"INGEST_MAX_BATCH" envDefault:"1000"`
-	// MaxBodyBytes is the largest accepted request body.
+	// MaxBodyBytes is the largest accepted request body, as sent and, for
+	// a gzip body, decompressed.
 	MaxBodyBytes int64 `env:"INGEST_MAX_BODY_BYTES" envDefault:"1048576"`
 	// Coalesce merges the appends of concurrent requests into one Redis
 	// script call per partition (one round trip for many requests); false
 	// sends one call per request.
 	Coalesce bool `env:"INGEST_COALESCE" envDefault:"true"`
+	// MaxAbsValue bounds |value| of every metric, so no sum the store keeps
+	// can overflow float64.
+	MaxAbsValue float64 `env:"INGEST_MAX_ABS_VALUE" envDefault:"1e18"`
+	// MaxFuture is how far ahead of the api's clock a timestamp may be.
+	MaxFuture time.Duration `env:"INGEST_MAX_FUTURE" envDefault:"10m"`
 }
 
 // RateLimit configures the per-client fixed-window limiter.
@@ -129,6 +136,9 @@ func (c Config) Validate() error {
 	check(c.BucketRetention >= time.Minute, "BUCKET_RETENTION: must be >= 1m, got %s", c.BucketRetention)
 	check(c.Ingest.MaxBatch >= 1, "INGEST_MAX_BATCH: must be >= 1, got %d", c.Ingest.MaxBatch)
 	check(c.Ingest.MaxBodyBytes >= 1024, "INGEST_MAX_BODY_BYTES: must be >= 1024, got %d", c.Ingest.MaxBodyBytes)
+	check(!math.IsNaN(c.Ingest.MaxAbsValue) && !math.IsInf(c.Ingest.MaxAbsValue, 0) && c.Ingest.MaxAbsValue > 0,
+		"INGEST_MAX_ABS_VALUE: must be a finite number > 0, got %v", c.Ingest.MaxAbsValue)
+	check(c.Ingest.MaxFuture > 0, "INGEST_MAX_FUTURE: must be > 0, got %s", c.Ingest.MaxFuture)
 	check(c.RateLimit.Max >= 1, "RATE_LIMIT_MAX: must be >= 1, got %d", c.RateLimit.Max)
 	check(c.RateLimit.Window >= time.Second, "RATE_LIMIT_WINDOW: must be >= 1s, got %s", c.RateLimit.Window)
 	_, err := c.RateLimit.Prefixes()

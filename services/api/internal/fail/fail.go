@@ -37,6 +37,8 @@ const (
 	NotFound
 	// MethodNotAllowed is a known route with another method: 405.
 	MethodNotAllowed
+	// RequestTimeout is a body that did not arrive in time: 408.
+	RequestTimeout
 	// TooLarge is a body or batch over its limit: 413.
 	TooLarge
 	// UnsupportedMediaType is a Content-Type the route does not take: 415.
@@ -75,6 +77,7 @@ var specs = [...]spec{
 	EmptyBatch:           {http.StatusBadRequest, "empty-batch", "Empty batch", "a batch must hold at least one metric", 0, slog.LevelDebug, false},
 	NotFound:             {http.StatusNotFound, "not-found", "Not Found", "not found", 0, slog.LevelDebug, false},
 	MethodNotAllowed:     {http.StatusMethodNotAllowed, "method-not-allowed", "Method Not Allowed", "the endpoint does not serve this method", 0, slog.LevelDebug, false},
+	RequestTimeout:       {http.StatusRequestTimeout, "request-timeout", "Request Timeout", "the request did not arrive in time", 0, slog.LevelDebug, false},
 	TooLarge:             {http.StatusRequestEntityTooLarge, "payload-too-large", "Payload Too Large", "the request is larger than this endpoint takes", 0, slog.LevelDebug, false},
 	UnsupportedMediaType: {http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported Media Type", "the request's content type is not supported", 0, slog.LevelDebug, false},
 	RateLimited:          {http.StatusTooManyRequests, "", "Quota exceeded", "rate limit exceeded for this client; retry after Retry-After seconds", 0, slog.LevelDebug, false},

@@ -1,20 +1,27 @@
-// Package ingest serves POST /api/metrics: it enforces the body limits and
-// Content-Type, decodes and validates the metrics (pkg/metric), then makes
-// one Redis call that checks the client's rate limit and appends the metrics
-// to the stream. A 201 means Redis acknowledged the write; an invalid
-// request uses no quota because it never reaches Redis.
+// Package ingest serves POST /api/metrics: it enforces the body limits,
+// Content-Type and Content-Encoding (gzip is decompressed), decodes and
+// validates the metrics (pkg/metric), then makes one Redis call that checks
+// the client's rate limit and appends the metrics to the stream. A 201
+// means Redis acknowledged the write; an invalid request uses no quota
+// because it never reaches Redis.
 package ingest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/store"
@@ -41,8 +48,16 @@ type Recorder interface {
 
 // Limits bound one request.
 type Limits struct {
+	// MaxBodyBytes bounds the body as sent and, for a gzip body, once
+	// decompressed (INGEST_MAX_BODY_BYTES).
 	MaxBodyBytes int64
-	MaxBatch     int
+	// MaxBatch, MaxAbsValue and MaxFuture are the decoder's bounds
+	// (metric.Limits; zero takes its default).
+	MaxBatch    int
+	MaxAbsValue float64
+	MaxFuture   time.Duration
+	// Now is the clock MaxFuture is measured from (nil: time.Now).
+	Now func() time.Time
 }
 
 // Handler is the POST /api/metrics handler.
@@ -52,6 +67,7 @@ type Handler struct {
 	limit   store.Limit
 	headers ratelimit.Headers
 	limits  Limits
+	decoder *metric.Decoder
 	rec     Recorder
 	log     *slog.Logger
 	// bodies recycles request-body buffers: the decoder copies what it
@@ -61,16 +77,28 @@ type Handler struct {
 
 // NewHandler returns the ingest handler; the appender enforces policy in
 // Redis.
-func NewHandler(app Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) *Handler {
+func NewHandler(app Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) (*Handler, error) {
+	if limits.Now == nil {
+		limits.Now = time.Now
+	}
+	dec, err := metric.NewDecoder(metric.Limits{MaxBatch: limits.MaxBatch, MaxAbsValue: limits.MaxAbsValue,
+		MaxFuture: limits.MaxFuture, Now: limits.Now})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	h := &Handler{store: app, policy: policy, limit: store.Limit{Max: policy.Max, Window: policy.Window},
-		headers: policy.Headers(), limits: limits, rec: rec, log: log}
+		headers: policy.Headers(), limits: limits, decoder: dec, rec: rec, log: log}
 	h.bodies.New = func() any { return new(bytes.Buffer) }
-	return h
+	return h, nil
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isJSON(r.Header["Content-Type"]) {
 		h.fail(w, r, fail.Errorf(fail.UnsupportedMediaType, "Content-Type must be application/json, got %q", r.Header.Get("Content-Type")))
+		return
+	}
+	gz, ok := h.contentEncoding(w, r)
+	if !ok {
 		return
 	}
 	if r.ContentLength > h.limits.MaxBodyBytes {
@@ -79,18 +107,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	buf := h.bodies.Get().(*bytes.Buffer)
 	defer h.putBody(buf)
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.limits.MaxBodyBytes))
-	body := buf.Bytes()
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			h.tooLarge(w, r)
-			return
-		}
-		h.fail(w, r, &fail.Error{Code: fail.Malformed, Detail: "reading the body failed", Err: err})
+	if !h.readBody(w, r, buf, gz) {
 		return
 	}
-	ms, batch, err := metric.Decode(body, h.limits.MaxBatch)
+	ms, batch, err := h.decoder.Decode(buf.Bytes())
 	if err != nil {
 		h.decodeError(w, r, err)
 		return
@@ -179,12 +199,110 @@ func (h *Handler) putBody(b *bytes.Buffer) {
 	h.bodies.Put(b)
 }
 
+// contentEncoding reports whether the body is gzip, or answers 415 for an
+// encoding the api does not decode. identity is no encoding at all, and
+// x-gzip is gzip (RFC 9110 section 8.4.1.3).
+func (h *Handler) contentEncoding(w http.ResponseWriter, r *http.Request) (gzipped, ok bool) {
+	values := r.Header["Content-Encoding"]
+	if len(values) == 0 {
+		return false, true
+	}
+	layers := 0
+	for _, v := range values {
+		for _, c := range strings.Split(v, ",") {
+			switch c = strings.ToLower(strings.TrimSpace(c)); c {
+			case "", "identity":
+			case "gzip", "x-gzip":
+				layers++
+			default:
+				h.unsupportedEncoding(w, r, c)
+				return false, false
+			}
+		}
+	}
+	if layers > 1 {
+		h.unsupportedEncoding(w, r, strings.Join(values, ", "))
+		return false, false
+	}
+	return layers == 1, true
+}
+
+func (h *Handler) unsupportedEncoding(w http.ResponseWriter, r *http.Request, enc string) {
+	// RFC 9110 section 12.5.3: a 415 for an encoding says which ones work.
+	w.Header().Set("Accept-Encoding", "gzip")
+	h.fail(w, r, &fail.Error{Code: fail.UnsupportedMediaType, Kind: "unsupported-content-encoding", Title: "Unsupported Content-Encoding",
+		Detail: fmt.Sprintf("Content-Encoding %q is not supported: send the body as is (identity) or as one layer of gzip", enc)})
+}
+
+// readBody reads the body into buf, decompressing a gzip one, or answers
+// the problem: 413 past INGEST_MAX_BODY_BYTES (the bytes as sent and the
+// bytes decompressed, so a gzip bomb stops at the limit), 408 when the body
+// arrives slower than the server's ReadTimeout, 400 for a gzip stream that
+// is not one and for any other read failure. No answer quotes the Go error:
+// it can carry socket addresses.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, gzipped bool) bool {
+	limit := h.limits.MaxBodyBytes
+	src := http.MaxBytesReader(w, r.Body, limit)
+	var err, srcErr error
+	if !gzipped {
+		_, err = buf.ReadFrom(src)
+		srcErr = err
+	} else {
+		raw := &sourceReader{r: src}
+		var zr *gzip.Reader
+		if zr, err = gzip.NewReader(raw); err == nil {
+			// One byte past the limit tells "exactly at it" from "over".
+			_, err = buf.ReadFrom(io.LimitReader(zr, limit+1))
+			if err == nil && int64(buf.Len()) > limit {
+				h.tooLarge(w, r)
+				return false
+			}
+		}
+		srcErr = raw.err
+	}
+	if err == nil {
+		return true
+	}
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case srcErr == nil:
+		// The bytes arrived whole; the decompressor refused them.
+		h.fail(w, r, &fail.Error{Code: fail.Malformed, Detail: "the body is not valid gzip (Content-Encoding: gzip)", Err: err})
+	case errors.As(srcErr, &mbe):
+		h.tooLarge(w, r)
+	case errors.Is(srcErr, os.ErrDeadlineExceeded) || errors.As(srcErr, &ne) && ne.Timeout():
+		// The connection cannot be read any more: do not offer it for reuse.
+		w.Header().Set("Connection", "close")
+		h.fail(w, r, &fail.Error{Code: fail.RequestTimeout, Detail: "the request body did not arrive in time; nothing was stored", Err: srcErr})
+	default:
+		h.fail(w, r, &fail.Error{Code: fail.Malformed, Detail: "the request body could not be read completely; nothing was stored", Err: srcErr})
+	}
+	return false
+}
+
+// sourceReader keeps the error of the body as sent, so a failure of the
+// connection is not mistaken for bad gzip (the decompressor turns a cut
+// stream into io.ErrUnexpectedEOF).
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	fail.Write(w, r, h.log, err)
 }
 
 func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request) {
-	h.fail(w, r, fail.Errorf(fail.TooLarge, "request body exceeds INGEST_MAX_BODY_BYTES=%d bytes", h.limits.MaxBodyBytes))
+	h.fail(w, r, fail.Errorf(fail.TooLarge, "request body exceeds INGEST_MAX_BODY_BYTES=%d bytes (counted after gzip decompression)", h.limits.MaxBodyBytes))
 }
 
 func (h *Handler) decodeError(w http.ResponseWriter, r *http.Request, err error) {

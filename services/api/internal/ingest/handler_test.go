@@ -34,11 +34,9 @@ func (f fakeStore) Append(context.Context, string, store.Limit, []metric.Metric)
 	return f.res, f.err
 }
 
-const oneMetric = `{"timestamp":"2026-02-15T10:00:00Z","value":1,"type":"a"}`
-
-func serve(t *testing.T, app ingest.Appender, rec *counter) *httptest.ResponseRecorder {
+func serveOne(t *testing.T, app ingest.Appender, rec *counter) *httptest.ResponseRecorder {
 	t.Helper()
-	h := ingest.NewHandler(app, ratelimit.Policy{Max: 5, Window: time.Minute},
+	h := mustHandler(t, app, ratelimit.Policy{Max: 5, Window: time.Minute},
 		ingest.Limits{MaxBodyBytes: 1 << 20, MaxBatch: 10}, rec, slog.New(slog.DiscardHandler))
 	req := httptest.NewRequest("POST", "/api/metrics", strings.NewReader(oneMetric))
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
@@ -49,7 +47,7 @@ func serve(t *testing.T, app ingest.Appender, rec *counter) *httptest.ResponseRe
 
 func TestStoreFailureIs503AndCounted(t *testing.T) {
 	rec := &counter{}
-	w := serve(t, fakeStore{err: store.ErrUnavailable}, rec)
+	w := serveOne(t, fakeStore{err: store.ErrUnavailable}, rec)
 	if w.Code != 503 || w.Header().Get("Retry-After") == "" || rec.writeErrors != 1 {
 		t.Fatalf("%d %v errors=%d", w.Code, w.Header(), rec.writeErrors)
 	}
@@ -81,7 +79,7 @@ func TestLimiterDecisionBecomesHeadersAndProblem(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &counter{}
-			w := serve(t, fakeStore{res: tt.res}, rec)
+			w := serveOne(t, fakeStore{res: tt.res}, rec)
 			if w.Code != tt.status || w.Header().Get("RateLimit") != tt.rateLimit || w.Header().Get("Retry-After") != tt.retry {
 				t.Fatalf("%d RateLimit=%q Retry-After=%q; want %d %q %q", w.Code, w.Header().Get("RateLimit"),
 					w.Header().Get("Retry-After"), tt.status, tt.rateLimit, tt.retry)
@@ -117,7 +115,7 @@ func BenchmarkIngest(b *testing.B) {
 				defer c.Close()
 				app = c
 			}
-			h := ingest.NewHandler(app, policy,
+			h := mustHandler(b, app, policy,
 				ingest.Limits{MaxBodyBytes: 1 << 20, MaxBatch: 1000}, &counter{}, slog.New(slog.DiscardHandler))
 			b.ReportAllocs()
 			b.SetParallelism(32) // many concurrent clients, as an HTTP server has

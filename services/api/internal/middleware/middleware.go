@@ -1,6 +1,6 @@
 // Package middleware is the api's request plumbing, each piece a
-// func(http.Handler) http.Handler: request ids, the access log and panic
-// recovery. Errors leave through pkg/problem like everywhere else.
+// func(http.Handler) http.Handler: request ids, the access log, panic
+// recovery and closing the connection after a chunked request. Errors leave through pkg/problem like everywhere else.
 package middleware
 
 import (

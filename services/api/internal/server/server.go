@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
+	chimw "github.com/go-chi/chi/v5/middleware"
 
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
@@ -104,27 +106,36 @@ func New(d Deps) (*API, error) {
 		return nil, err
 	}
 	api := &API{external: ext}
-	// Last: the coalescer starts a goroutine, so nothing may fail after it.
+	// Last: the coalescer starts a goroutine, so it is closed if anything
+	// fails after it.
 	var app ingest.Appender = st
 	if d.Config.Ingest.Coalesce {
 		c := ingest.NewCoalescer(st, ingest.CoalescerOptions{})
 		api.closers = append(api.closers, c.Close)
 		app = c
 	}
-	ingestHandler := ingest.NewHandler(app, policy,
-		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, log)
+	ingestHandler, err := ingest.NewHandler(app, policy, ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes,
+		MaxBatch: d.Config.Ingest.MaxBatch, MaxAbsValue: d.Config.Ingest.MaxAbsValue, MaxFuture: d.Config.Ingest.MaxFuture}, m, log)
+	if err != nil {
+		api.Close()
+		return nil, err
+	}
 
 	r := chi.NewRouter()
 	access := d.AccessLog
 	if access == nil {
 		access = io.Discard
 	}
-	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(log, access), middleware.Recover(log))
+	// GetHead serves HEAD on every GET route (net/http drops the body).
+	r.Use(middleware.RequestID, m.Middleware, middleware.AccessLog(log, access), middleware.Recover(log),
+		middleware.CloseChunked, chimw.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		fail.Write(w, r, log, fail.Errorf(fail.NotFound, "no such endpoint: %s", r.URL.Path))
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		fail.Write(w, r, log, fail.Errorf(fail.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		allow := allowed(r, req.URL.Path)
+		w.Header().Set("Allow", allow)
+		fail.Write(w, req, log, fail.Errorf(fail.MethodNotAllowed, "%s is not allowed on %s; allowed: %s", req.Method, req.URL.Path, allow))
 	})
 
 	r.Get("/livez", health.Live)
@@ -138,4 +149,20 @@ func New(d Deps) (*API, error) {
 	r.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
 	api.Handler = r
 	return api, nil
+}
+
+// allowed lists the methods routes serves on path, for a 405's Allow
+// header (RFC 9110 section 15.5.6). chi keeps its own list from a custom
+// 405 handler, so the routes are asked again; HEAD comes with every GET
+// (GetHead).
+func allowed(routes chi.Routes, path string) string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		if routes.Match(chi.NewRouteContext(), m, path) ||
+			m == http.MethodHead && routes.Match(chi.NewRouteContext(), http.MethodGet, path) {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ", ")
 }
