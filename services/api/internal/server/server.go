@@ -15,6 +15,7 @@ import (
 	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/problem"
 	"github.com/resilientanalytics/ra/services/api/config"
+	"github.com/resilientanalytics/ra/services/api/internal/cache"
 	"github.com/resilientanalytics/ra/services/api/internal/external"
 	"github.com/resilientanalytics/ra/services/api/internal/health"
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
@@ -75,17 +76,24 @@ func New(d Deps) (*API, error) {
 	policy := Policy(d.Config.RateLimit)
 	// Time-windowed reads (per-minute buckets) and the list of types; the
 	// summary route hands requests with a range to the windowed handler.
+	// One byte budget (CACHE_MAX_BYTES) for every cache of the api.
+	budget, err := cache.NewBudget(int64(d.Config.Cache.MaxBytes))
+	if err != nil {
+		return nil, err
+	}
+	m.SetCacheBudget(budget)
 	windows, err := series.New(d.Redis, k, series.Options{Partitions: d.Config.Partitions,
-		Retention: d.Config.BucketRetention, Cache: d.Config.Cache, Metrics: m})
+		Retention: d.Config.BucketRetention, Cache: d.Config.Cache, Metrics: m, Budget: budget})
 	if err != nil {
 		return nil, err
 	}
 	summaries, err := summary.NewHandler(d.Redis, k, d.Config.Cache, m,
-		summary.Options{Partitions: d.Config.Partitions, Windowed: http.HandlerFunc(windows.ServeSummary)})
+		summary.Options{Partitions: d.Config.Partitions, Windowed: http.HandlerFunc(windows.ServeSummary), Budget: budget})
 	if err != nil {
 		return nil, err
 	}
-	types, err := typelist.New(d.Redis, k, typelist.Options{Partitions: d.Config.Partitions, Cache: d.Config.Cache, Metrics: m})
+	types, err := typelist.New(d.Redis, k, typelist.Options{Partitions: d.Config.Partitions, Cache: d.Config.Cache, Metrics: m,
+		Budget: budget})
 	if err != nil {
 		return nil, err
 	}

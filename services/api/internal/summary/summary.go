@@ -78,7 +78,7 @@ var _ http.Handler = (*Handler)(nil)
 // 0..opts.Partitions-1 of k) through a cache configured by cfg (CACHE_*).
 // m may be nil.
 func NewHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *telemetry.Metrics, opts Options) (*Handler, error) {
-	h, err := newHandler(rdb, k, cfg, m, time.Now)
+	h, err := newHandler(rdb, k, cfg, m, time.Now, opts.Budget)
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +97,12 @@ type Options struct {
 	// Windowed answers requests with from, to or window (the windowed
 	// summary); without it they are answered as all-time summaries.
 	Windowed http.Handler
+	// Budget is the byte budget (CACHE_MAX_BYTES) the cache shares with
+	// the api's other caches (default: one of its own).
+	Budget *cache.Budget
 }
 
-func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *telemetry.Metrics, now func() time.Time) (*Handler, error) {
+func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *telemetry.Metrics, now func() time.Time, budget *cache.Budget) (*Handler, error) {
 	if rdb == nil {
 		return nil, errors.New("summary: nil redis client")
 	}
@@ -110,6 +113,7 @@ func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *tel
 		MaxEntries:  cfg.MaxEntries,
 		LoadTimeout: cfg.ReadTimeout,
 		Now:         now,
+		Budget:      budget,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("summary cache: %w", err)

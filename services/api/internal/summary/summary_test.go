@@ -87,7 +87,7 @@ func mustEnv(t *testing.T) *env {
 	clk := &fakeClock{t: time.Date(2026, 2, 15, 10, 0, 0, 0, time.UTC)}
 	m := telemetry.New()
 	k := keys.New("metrics")
-	h, err := newHandler(rdb, k, testCache, m, clk.Now)
+	h, err := newHandler(rdb, k, testCache, m, clk.Now, nil)
 	if err != nil {
 		t.Fatalf("newHandler: %v", err)
 	}

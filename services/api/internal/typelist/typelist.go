@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -76,6 +77,9 @@ type Options struct {
 	Metrics *telemetry.Metrics
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Budget is the byte budget (CACHE_MAX_BYTES) the list shares with the
+	// api's other caches (default: one of its own).
+	Budget *cache.Budget
 }
 
 // Handler serves GET /api/metrics/types.
@@ -100,13 +104,22 @@ func New(rdb redis.UniversalClient, k keys.Keys, opts Options) (*Handler, error)
 		opts.Now = time.Now
 	}
 	h := &Handler{rdb: rdb, keys: k, opts: opts}
-	c, err := cache.New(h.load, cache.Options{TTL: opts.Cache.TTL, StaleMax: opts.Cache.StaleMax, MaxEntries: 1,
-		LoadTimeout: opts.Cache.ReadTimeout, Now: opts.Now})
+	c, err := cache.NewWeighed(h.load, weigh, cache.Options{TTL: opts.Cache.TTL, StaleMax: opts.Cache.StaleMax, MaxEntries: 1,
+		LoadTimeout: opts.Cache.ReadTimeout, Now: opts.Now, Budget: opts.Budget})
 	if err != nil {
 		return nil, fmt.Errorf("typelist cache: %w", err)
 	}
 	h.cache = c
 	return h, nil
+}
+
+// weigh is the cache weight of a list: its backing array and every name.
+func weigh(ts []known) int64 {
+	n := int64(cap(ts)) * int64(unsafe.Sizeof(known{}))
+	for _, t := range ts {
+		n += int64(len(t.name))
+	}
+	return n
 }
 
 // load reads every partition's types set in one pipeline and merges them.
