@@ -27,11 +27,16 @@ const EntryOverhead = 192
 // past the live data before it runs (GOGC), and a value shared with an
 // in-flight response is counted once.
 //
-// Eviction: to store an entry, the members' entries that expire first are
-// dropped until it fits, whichever cache holds them. Expired entries kept
-// for stale-if-error expire before any fresh one, so they go first; among
-// fresh ones, the one with the least freshness left goes. The entry being
-// stored is never the victim, so the newest value is kept.
+// Eviction: to store an entry, other entries are dropped until it fits,
+// whichever member holds them, in this order: first expired entries (kept
+// only for stale-if-error), the longest expired first; then fresh ones, the
+// one loaded longest ago first. Load order, not expiry, ranks fresh entries
+// because the members' TTLs differ: a summary loaded a second ago (60s
+// TTL) expires before a past series loaded nine minutes ago (10m TTL), and
+// ranking by expiry would let a flood of past series evict every summary as
+// soon as it is stored. The entry being stored is never the victim, so the
+// newest value is kept. Hits are not tracked (they take no write lock), so
+// a hot entry is as old as its last load.
 //
 // An entry heavier than MaxEntry (a quarter of Max) is served to the
 // callers of its load but not stored (Result.NotStored), so one large
@@ -51,10 +56,12 @@ type Budget struct {
 // member is the view a Budget has of one cache; its methods lock the
 // cache themselves and are called with Budget.mu held.
 type member interface {
-	// soonest is the expiry of the entry that expires first; false when empty.
-	soonest() (time.Time, bool)
-	// evictSoonest drops that entry, subtracting its weight from the budget.
-	evictSoonest()
+	// oldest is the expiry and load time of the entry loaded longest ago,
+	// which is also the one that expires first (one TTL per member); false
+	// when empty.
+	oldest() (expires, loaded time.Time, ok bool)
+	// evictOldest drops that entry, subtracting its weight from the budget.
+	evictOldest()
 }
 
 // NewBudget returns a budget of maxBytes (> 0) for caches to share.
@@ -80,19 +87,30 @@ func (b *Budget) join(m member) {
 	b.mu.Unlock()
 }
 
-// reserve evicts until w more bytes fit. Called with mu held and w <= max.
-func (b *Budget) reserve(w int64) {
+// reserve evicts until w more bytes fit, in the order described on Budget
+// (now tells which entries have expired). Called with mu held and
+// w <= max.
+func (b *Budget) reserve(w int64, now time.Time) {
 	for b.used.Load()+w > b.max {
 		var victim member
-		var at time.Time
+		var vExpires, vLoaded time.Time
 		for _, m := range b.members {
-			if t, ok := m.soonest(); ok && (victim == nil || t.Before(at)) {
-				victim, at = m, t
+			expires, loaded, ok := m.oldest()
+			if !ok {
+				continue
+			}
+			expired, vExpired := !now.Before(expires), victim != nil && !now.Before(vExpires)
+			switch {
+			case victim == nil,
+				expired && !vExpired,
+				expired && vExpired && expires.Before(vExpires),
+				!expired && !vExpired && loaded.Before(vLoaded):
+				victim, vExpires, vLoaded = m, expires, loaded
 			}
 		}
 		if victim == nil {
 			return // nothing left to evict; cannot happen while used > 0
 		}
-		victim.evictSoonest()
+		victim.evictOldest()
 	}
 }

@@ -209,12 +209,19 @@ func TestSharedBudgetAcrossCaches(t *testing.T) {
 		{"long k1", time.Second, long, "k1", []string{"k0", "k1"}, nil},
 		{"short k2", time.Second, short, "k2", []string{"k0", "k1"}, []string{"k2"}},
 		{"short k3 fills the budget", time.Second, short, "k3", []string{"k0", "k1"}, []string{"k2", "k3"}},
-		// k2 expires first (in 1m, k0 in 10m): the other cache's entry goes.
-		{"long k4 evicts short's soonest", time.Second, long, "k4", []string{"k0", "k1", "k4"}, []string{"k3"}},
-		// Two minutes on, k3 has expired (kept for stale-if-error): it goes
-		// before the fresh k0 although k0 was loaded earlier.
-		{"expired goes before fresh", 2 * time.Minute, long, "k5", []string{"k0", "k1", "k4", "k5"}, nil},
-		{"short k6 evicts long's oldest", time.Second, short, "k6", []string{"k1", "k4", "k5"}, []string{"k6"}},
+		// k2 expires first (in 1m, k0 in 10m), but k0 was loaded first: the
+		// budget ranks fresh entries by age, whichever cache holds them.
+		{"short k4 evicts the other cache's oldest", time.Second, short, "k4", []string{"k1"}, []string{"k2", "k3", "k4"}},
+		// Two minutes on, k2..k4 have expired (kept for stale-if-error): they
+		// go before the fresh k1 although k1 was loaded earlier, the longest
+		// expired first.
+		{"expired go before fresh", 2 * time.Minute, long, "k5", []string{"k1", "k5"}, []string{"k3", "k4"}},
+		{"then the next expired", time.Second, long, "k6", []string{"k1", "k5", "k6"}, []string{"k4"}},
+		{"short k7 evicts the last expired", time.Second, short, "k7", []string{"k1", "k5", "k6"}, []string{"k7"}},
+		// Nothing expired: k1 (loaded at 1s) goes, then k5 although the fresh
+		// k7 expires sooner.
+		{"oldest fresh goes", time.Second, short, "k8", []string{"k5", "k6"}, []string{"k7", "k8"}},
+		{"oldest fresh goes, not the soonest expiring", time.Second, short, "k9", []string{"k6"}, []string{"k7", "k8", "k9"}},
 	}
 	for _, s := range steps {
 		clk.Advance(s.advance)

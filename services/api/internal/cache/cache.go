@@ -28,8 +28,9 @@
 //     when their key is next loaded or when evicted.
 //   - Entries are also bounded in bytes, by a Budget that several caches
 //     may share (the api's CACHE_MAX_BYTES): storing evicts, across all of
-//     them, the entries that expire first until the new one fits; an entry
-//     heavier than Budget.MaxEntry is served but not stored. See Budget.
+//     them, expired entries first, then the ones loaded longest ago, until
+//     the new one fits; an entry heavier than Budget.MaxEntry is served but
+//     not stored. See Budget.
 //   - Time comes from Options.Now so tests control expiry without sleeping.
 package cache
 
@@ -265,7 +266,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string) (any, error) {
 		return nil, err
 	}
 	expires := now.Add(c.opts.TTL)
-	stored := c.store(key, v, expires)
+	stored := c.store(key, v, now)
 	return flight[V]{value: v, expires: expires, status: Miss, notStored: !stored}, nil
 }
 
@@ -278,11 +279,12 @@ func (c *Cache[V]) lookup(key string) (entry[V], bool) {
 	return entry[V]{}, false
 }
 
-// store keeps v for key unless it weighs more than the budget's MaxEntry
-// (then key holds nothing: its older value is dropped too). It evicts this
-// cache's soonest-expiring entries past MaxEntries and, through the
-// budget, any member's until v fits.
-func (c *Cache[V]) store(key string, v V, expires time.Time) bool {
+// store keeps v, loaded at now, for key unless it weighs more than the
+// budget's MaxEntry (then key holds nothing: its older value is dropped
+// too). It evicts this cache's soonest-expiring entries past MaxEntries
+// and, through the budget, any member's until v fits.
+func (c *Cache[V]) store(key string, v V, now time.Time) bool {
+	expires := now.Add(c.opts.TTL)
 	w := int64(len(key)) + c.weigh(v) + EntryOverhead
 	b := c.budget
 	b.mu.Lock()
@@ -301,7 +303,7 @@ func (c *Cache[V]) store(key string, v V, expires time.Time) bool {
 	}
 	c.mu.Unlock()
 
-	b.reserve(w)
+	b.reserve(w, now)
 
 	c.mu.Lock()
 	c.items[key] = c.order.PushBack(&entry[V]{key: key, value: v, expires: expires, weight: w})
@@ -330,16 +332,17 @@ func (c *Cache[V]) remove(key string) {
 	}
 }
 
-func (c *Cache[V]) soonest() (time.Time, bool) {
+func (c *Cache[V]) oldest() (expires, loaded time.Time, ok bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if front := c.order.Front(); front != nil {
-		return front.Value.(*entry[V]).expires, true
+		expires = front.Value.(*entry[V]).expires
+		return expires, expires.Add(-c.opts.TTL), true
 	}
-	return time.Time{}, false
+	return time.Time{}, time.Time{}, false
 }
 
-func (c *Cache[V]) evictSoonest() {
+func (c *Cache[V]) evictOldest() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if front := c.order.Front(); front != nil {
