@@ -109,11 +109,11 @@ type Result[V any] struct {
 	TTL time.Duration
 	// Collapsed reports that this caller shared its load with other callers.
 	Collapsed bool
-	// Err is the load error that made a Stale value be served (nil otherwise).
-	Err error
 	// NotStored reports a loaded value that was served but not kept: it
 	// weighs more than the budget's MaxEntry.
 	NotStored bool
+	// Err is the load error that made a Stale value be served (nil otherwise).
+	Err error
 }
 
 // Cache is a bounded TTL cache of values of type V keyed by string. It is
@@ -235,8 +235,8 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (Result[V], error) {
 			Status:    f.status,
 			TTL:       f.expires.Sub(c.opts.Now()),
 			Collapsed: res.Shared,
-			Err:       f.err,
 			NotStored: f.notStored,
+			Err:       f.err,
 		}, nil
 	case <-ctx.Done():
 		return Result[V]{}, ctx.Err()
