@@ -31,7 +31,7 @@ import (
 func TestFloodStaysWithinCacheMaxBytes(t *testing.T) {
 	const (
 		maxBytes = 2 << 20
-		types    = 1000
+		types    = 600
 	)
 	srv := redistest.Start(t)
 	rdb, err := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
@@ -43,7 +43,7 @@ func TestFloodStaysWithinCacheMaxBytes(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Minute)
 	ctx := context.Background()
 
-	// 1000 known types with an all-time summary; cpu has a cell in every
+	// 600 known types with an all-time summary; cpu has a cell in every
 	// minute of the last two days, so its series points are not empty.
 	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range types {
