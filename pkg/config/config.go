@@ -67,7 +67,7 @@ func Load(dst any, environ map[string]string) error {
 			cur.value, _ = value.(string)
 		},
 	})
-	return loadError(err, fs)
+	return loadError(err, fs, environ)
 }
 
 // valueError is an invalid value of one variable.
@@ -84,7 +84,7 @@ func (e *valueError) Unwrap() error { return e.err }
 
 // loadError turns the first of env's errors into one line naming the
 // variable; the library lists them in declaration order.
-func loadError(err error, fs []field) error {
+func loadError(err error, fs []field, environ map[string]string) error {
 	if err == nil {
 		return nil
 	}
@@ -95,6 +95,14 @@ func loadError(err error, fs []field) error {
 	var pe env.ParseError
 	if errors.As(err, &pe) {
 		err = pe.Err // ParseError has no Unwrap
+		if _, ours := err.(*valueError); !ours {
+			// A TextUnmarshaler failed: env parsed it itself, so the field
+			// is found by its Go name and type (OnSet has moved on: env
+			// parses every field before it reports).
+			if f, ok := fieldOf(fs, pe); ok {
+				err = &valueError{key: f.Name, value: environ[f.Name], err: err}
+			}
+		}
 	}
 	var (
 		ve       *valueError
@@ -120,6 +128,20 @@ func loadError(err error, fs []field) error {
 	return fmt.Errorf("config: %w", err)
 }
 
+// fieldOf finds the one field pe is about, by Go name and type.
+func fieldOf(fs []field, pe env.ParseError) (field, bool) {
+	var found []field
+	for _, f := range fs {
+		if (f.Field == pe.Name || strings.HasSuffix(f.Field, "."+pe.Name)) && f.value.Type() == pe.Type {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 {
+		return field{}, false
+	}
+	return found[0], true
+}
+
 // parsers are the value parsers Load hands to env, one per field type it
 // supports (slices and maps of them too); each failure becomes a valueError.
 var parsers = map[reflect.Type]func(string) (any, error){
@@ -134,6 +156,12 @@ var parsers = map[reflect.Type]func(string) (any, error){
 	reflect.TypeFor[time.Duration](): parseDuration,
 }
 
+// textType tells whether t (not a pointer) parses itself with
+// UnmarshalText.
+func textType(t reflect.Type) bool {
+	return t.Kind() != reflect.Pointer && reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]())
+}
+
 // parsable tells whether env parses a field of type t through parsers: a
 // TextUnmarshaler or a type without a parser would fail without naming
 // its variable.
@@ -141,8 +169,8 @@ func parsable(t reflect.Type) bool {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
-		return false
+	if textType(t) {
+		return true // errors named through OnSet (see loadError)
 	}
 	known := func(t reflect.Type) bool {
 		if t.Kind() == reflect.Pointer {

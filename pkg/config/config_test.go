@@ -197,13 +197,16 @@ func TestLoadNamesMissingVariables(t *testing.T) {
 	}
 }
 
-func TestLoadRefusesATypeItCannotName(t *testing.T) {
+func TestLoadNamesATextUnmarshalersVariable(t *testing.T) {
 	var c struct {
 		Net netip.Prefix `env:"X_NET"` // a TextUnmarshaler: env parses it without our parsers
 	}
 	err := config.Load(&c, map[string]string{"X_NET": "nope"})
-	if err == nil || !strings.HasPrefix(err.Error(), "config: X_NET (field Net): type netip.Prefix") {
-		t.Fatalf("err = %v, want the field refused", err)
+	if err == nil || !strings.HasPrefix(err.Error(), `X_NET: invalid value "nope": `) {
+		t.Fatalf("err = %v, want the variable and value named", err)
+	}
+	if err := config.Load(&c, map[string]string{"X_NET": "10.0.0.0/8"}); err != nil || c.Net.String() != "10.0.0.0/8" {
+		t.Fatalf("valid prefix: %v %v", c.Net, err)
 	}
 }
 

@@ -5,9 +5,11 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,6 +90,10 @@ type Cache struct {
 	StaleMax time.Duration `env:"CACHE_STALE_MAX" envDefault:"10m"`
 	// MaxEntries bounds the cache size.
 	MaxEntries int `env:"CACHE_MAX_ENTRIES" envDefault:"10000"`
+	// MaxBytes bounds the bytes of all the api's caches together (summary,
+	// series recent and past, types): a plain number of bytes or one with a
+	// KiB, MiB or GiB suffix.
+	MaxBytes ByteSize `env:"CACHE_MAX_BYTES" envDefault:"64MiB"`
 	// ReadTimeout bounds one Redis read on a miss (detached from the caller).
 	ReadTimeout time.Duration `env:"CACHE_READ_TIMEOUT" envDefault:"2s"`
 }
@@ -147,6 +153,7 @@ func (c Config) Validate() error {
 	check(c.Cache.PastTTL > 0, "CACHE_PAST_TTL: must be > 0, got %s", c.Cache.PastTTL)
 	check(c.Cache.StaleMax >= 0, "CACHE_STALE_MAX: must be >= 0, got %s", c.Cache.StaleMax)
 	check(c.Cache.MaxEntries >= 1, "CACHE_MAX_ENTRIES: must be >= 1, got %d", c.Cache.MaxEntries)
+	check(c.Cache.MaxBytes >= 1, "CACHE_MAX_BYTES: must be > 0, got %d", int64(c.Cache.MaxBytes))
 	check(c.Cache.ReadTimeout > 0, "CACHE_READ_TIMEOUT: must be > 0, got %s", c.Cache.ReadTimeout)
 	check(c.External.Timeout > 0, "EXTERNAL_TIMEOUT: must be > 0, got %s", c.External.Timeout)
 	check(c.External.FailureRate >= 0 && c.External.FailureRate <= 1, "EXTERNAL_FAILURE_RATE: must be 0..1, got %v", c.External.FailureRate)
@@ -184,3 +191,50 @@ func (r RateLimit) Prefixes() ([]netip.Prefix, error) {
 
 // Describe renders the effective configuration for the start-up log.
 func (c Config) Describe() []any { return config.Describe(&c) }
+
+// ByteSize is a number of bytes read from a plain number ("1048576") or one
+// with a binary suffix ("512KiB", "64MiB", "1GiB"); it must be > 0.
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+
+// UnmarshalText parses s as described on ByteSize (the env loader calls it).
+func (b *ByteSize) UnmarshalText(s []byte) error {
+	text := strings.TrimSpace(string(s))
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if n, ok := strings.CutSuffix(text, u.suffix); ok {
+			text, mult = n, u.mult
+			break
+		}
+	}
+	if strings.HasPrefix(text, "-") {
+		return errors.New("must be > 0")
+	}
+	if text == "" || strings.Trim(text, "0123456789") != "" {
+		return errors.New(`not a size: use a number of bytes, e.g. "1048576", or one with KiB, MiB or GiB, e.g. "64MiB"`)
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		return errors.New("too large")
+	}
+	if n == 0 {
+		return errors.New("must be > 0")
+	}
+	*b = ByteSize(n * mult)
+	return nil
+}
+
+// String renders b with the largest suffix that divides it exactly, as
+// UnmarshalText reads it back.
+func (b ByteSize) String() string {
+	for _, u := range byteUnits {
+		if b > 0 && int64(b)%u.mult == 0 {
+			return strconv.FormatInt(int64(b)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}

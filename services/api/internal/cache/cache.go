@@ -26,6 +26,11 @@
 //     fresh ones, and a hit does not need the write lock that LRU
 //     bookkeeping would take. Entries past their stale window are dropped
 //     when their key is next loaded or when evicted.
+//   - Entries are also bounded in bytes, by a Budget that several caches
+//     may share (the api's CACHE_MAX_BYTES): storing evicts, across all of
+//     them, expired entries first, then the ones loaded longest ago, until
+//     the new one fits; an entry heavier than Budget.MaxEntry is served but
+//     not stored. See Budget.
 //   - Time comes from Options.Now so tests control expiry without sleeping.
 package cache
 
@@ -35,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -86,6 +92,10 @@ type Options struct {
 	LoadTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Budget bounds the bytes of this cache's entries together with the
+	// other caches sharing it (default: a budget of its own of
+	// DefaultMaxBytes).
+	Budget *Budget
 }
 
 // Result is the answer of Get.
@@ -99,6 +109,9 @@ type Result[V any] struct {
 	TTL time.Duration
 	// Collapsed reports that this caller shared its load with other callers.
 	Collapsed bool
+	// NotStored reports a loaded value that was served but not kept: it
+	// weighs more than the budget's MaxEntry.
+	NotStored bool
 	// Err is the load error that made a Stale value be served (nil otherwise).
 	Err error
 }
@@ -106,8 +119,11 @@ type Result[V any] struct {
 // Cache is a bounded TTL cache of values of type V keyed by string. It is
 // safe for concurrent use.
 type Cache[V any] struct {
-	load LoadFunc[V]
-	opts Options
+	load   LoadFunc[V]
+	weigh  func(V) int64
+	opts   Options
+	budget *Budget
+	bytes  atomic.Int64 // written under budget.mu
 
 	mu    sync.RWMutex
 	items map[string]*list.Element // of *entry[V]
@@ -120,20 +136,41 @@ type entry[V any] struct {
 	key     string
 	value   V
 	expires time.Time
+	weight  int64
 }
 
 // flight is what one shared load hands to its callers.
 type flight[V any] struct {
-	value   V
-	expires time.Time
-	status  Status // Miss, or Hit when the re-check found a fresh entry, or Stale
-	err     error  // load error behind a Stale value
+	value     V
+	expires   time.Time
+	status    Status // Miss, or Hit when the re-check found a fresh entry, or Stale
+	err       error  // load error behind a Stale value
+	notStored bool
 }
 
-// New returns a cache that loads misses with load.
+// New returns a cache that loads misses with load. V must be []byte or
+// string, weighed by their size; other values need NewWeighed.
 func New[V any](load LoadFunc[V], opts Options) (*Cache[V], error) {
+	return NewWeighed(load, nil, opts)
+}
+
+// NewWeighed is New with weigh telling the bytes a value holds beyond the
+// entry itself (for a slice: its backing array and what its elements point
+// to). A nil weigh weighs []byte and string values by their size.
+func NewWeighed[V any](load LoadFunc[V], weigh func(V) int64, opts Options) (*Cache[V], error) {
 	if load == nil {
 		return nil, errors.New("cache: nil LoadFunc")
+	}
+	if weigh == nil {
+		var zero V
+		switch any(zero).(type) {
+		case []byte:
+			weigh = func(v V) int64 { return int64(cap(any(v).([]byte))) }
+		case string:
+			weigh = func(v V) int64 { return int64(len(any(v).(string))) }
+		default:
+			return nil, fmt.Errorf("cache: values of type %T need a weigh function", zero)
+		}
 	}
 	if opts.TTL <= 0 {
 		return nil, fmt.Errorf("cache: TTL must be > 0, got %s", opts.TTL)
@@ -153,12 +190,20 @@ func New[V any](load LoadFunc[V], opts Options) (*Cache[V], error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Cache[V]{
-		load:  load,
-		opts:  opts,
-		items: make(map[string]*list.Element),
-		order: list.New(),
-	}, nil
+	b := opts.Budget
+	if b == nil {
+		b, _ = NewBudget(DefaultMaxBytes)
+	}
+	c := &Cache[V]{
+		load:   load,
+		weigh:  weigh,
+		opts:   opts,
+		budget: b,
+		items:  make(map[string]*list.Element),
+		order:  list.New(),
+	}
+	b.join(c)
+	return c, nil
 }
 
 // Get returns the value of key: from the cache when fresh, else loaded
@@ -190,6 +235,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (Result[V], error) {
 			Status:    f.status,
 			TTL:       f.expires.Sub(c.opts.Now()),
 			Collapsed: res.Shared,
+			NotStored: f.notStored,
 			Err:       f.err,
 		}, nil
 	case <-ctx.Done():
@@ -220,8 +266,8 @@ func (c *Cache[V]) fill(ctx context.Context, key string) (any, error) {
 		return nil, err
 	}
 	expires := now.Add(c.opts.TTL)
-	c.store(key, v, expires)
-	return flight[V]{value: v, expires: expires, status: Miss}, nil
+	stored := c.store(key, v, now)
+	return flight[V]{value: v, expires: expires, status: Miss, notStored: !stored}, nil
 }
 
 func (c *Cache[V]) lookup(key string) (entry[V], bool) {
@@ -233,31 +279,82 @@ func (c *Cache[V]) lookup(key string) (entry[V], bool) {
 	return entry[V]{}, false
 }
 
-func (c *Cache[V]) store(key string, v V, expires time.Time) {
+// store keeps v, loaded at now, for key unless it weighs more than the
+// budget's MaxEntry (then key holds nothing: its older value is dropped
+// too). It evicts this cache's soonest-expiring entries past MaxEntries
+// and, through the budget, any member's until v fits.
+func (c *Cache[V]) store(key string, v V, now time.Time) bool {
+	expires := now.Add(c.opts.TTL)
+	w := int64(len(key)) + c.weigh(v) + EntryOverhead
+	b := c.budget
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
-		e := el.Value.(*entry[V])
-		e.value, e.expires = v, expires
-		c.order.MoveToBack(el)
-		return
+		c.unlink(el)
+	}
+	if w > b.maxEntry {
+		c.mu.Unlock()
+		return false
 	}
 	for c.order.Len() >= c.opts.MaxEntries {
-		front := c.order.Front()
-		c.order.Remove(front)
-		delete(c.items, front.Value.(*entry[V]).key)
+		c.unlink(c.order.Front())
 	}
-	c.items[key] = c.order.PushBack(&entry[V]{key: key, value: v, expires: expires})
+	c.mu.Unlock()
+
+	b.reserve(w, now)
+
+	c.mu.Lock()
+	c.items[key] = c.order.PushBack(&entry[V]{key: key, value: v, expires: expires, weight: w})
+	c.mu.Unlock()
+	c.bytes.Add(w)
+	b.used.Add(w)
+	return true
+}
+
+// unlink drops el and its weight. Called with budget.mu and c.mu held.
+func (c *Cache[V]) unlink(el *list.Element) {
+	e := el.Value.(*entry[V])
+	c.order.Remove(el)
+	delete(c.items, e.key)
+	c.bytes.Add(-e.weight)
+	c.budget.used.Add(-e.weight)
 }
 
 func (c *Cache[V]) remove(key string) {
+	c.budget.mu.Lock()
+	defer c.budget.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
-		c.order.Remove(el)
-		delete(c.items, key)
+		c.unlink(el)
 	}
 }
+
+func (c *Cache[V]) oldest() (expires, loaded time.Time, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if front := c.order.Front(); front != nil {
+		expires = front.Value.(*entry[V]).expires
+		return expires, expires.Add(-c.opts.TTL), true
+	}
+	return time.Time{}, time.Time{}, false
+}
+
+func (c *Cache[V]) evictOldest() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if front := c.order.Front(); front != nil {
+		c.unlink(front)
+	}
+}
+
+// Bytes is the weight of this cache's entries (see Budget).
+func (c *Cache[V]) Bytes() int64 { return c.bytes.Load() }
+
+// Budget is the byte budget this cache shares.
+func (c *Cache[V]) Budget() *Budget { return c.budget }
 
 // Len is the number of entries held, fresh or stale.
 func (c *Cache[V]) Len() int {

@@ -21,7 +21,8 @@ type Recorder interface {
 //
 //	hit    X-Cache: HIT   Cache-Status: api; hit; ttl=42            Cache-Control: max-age=42
 //	miss   X-Cache: MISS  Cache-Status: api; fwd=miss; stored       Cache-Control: max-age=60
-//	       (";collapsed" when the load was shared with concurrent callers)
+//	       (";collapsed" when the load was shared with concurrent callers;
+//	       no ";stored" when the value was too heavy to keep, Result.NotStored)
 //	stale  X-Cache: HIT   Cache-Status: api; hit; ttl=-7; fwd=stale Cache-Control: max-age=0
 //
 // ttl and max-age are whole seconds, rounded down.
@@ -41,6 +42,9 @@ func (r Result[V]) Serve(h http.Header, rec Recorder) {
 	default:
 		rec.CacheMiss()
 		cs := "api; fwd=miss; stored"
+		if r.NotStored {
+			cs = "api; fwd=miss"
+		}
 		if r.Collapsed {
 			cs += "; collapsed"
 		}

@@ -24,6 +24,7 @@ func TestServeHeaders(t *testing.T) {
 		{"hit", cache.Result[int]{Status: cache.Hit, TTL: 42900 * time.Millisecond}, "HIT", "api; hit; ttl=42", "max-age=42", counts{hit: 1}},
 		{"miss", cache.Result[int]{Status: cache.Miss, TTL: time.Minute}, "MISS", "api; fwd=miss; stored", "max-age=60", counts{miss: 1}},
 		{"collapsed miss", cache.Result[int]{Status: cache.Miss, TTL: time.Minute, Collapsed: true}, "MISS", "api; fwd=miss; stored; collapsed", "max-age=60", counts{miss: 1}},
+		{"miss not stored", cache.Result[int]{Status: cache.Miss, TTL: time.Minute, NotStored: true}, "MISS", "api; fwd=miss", "max-age=60", counts{miss: 1}},
 		{"stale", cache.Result[int]{Status: cache.Stale, TTL: -6500 * time.Millisecond}, "HIT", "api; hit; ttl=-7; fwd=stale", "max-age=0", counts{stale: 1}},
 	}
 	for _, tt := range tests {

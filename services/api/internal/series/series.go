@@ -97,6 +97,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Budget is the byte budget (CACHE_MAX_BYTES) both caches share with
+	// the api's other caches (default: each cache one of its own).
+	Budget *cache.Budget
 }
 
 // Handler serves series and windowed summaries.
@@ -125,7 +128,7 @@ func New(st Store, opts Options) (*Handler, error) {
 	var err error
 	mk := func(ttl time.Duration) (*cache.Cache[[]byte], error) {
 		return cache.New(h.load, cache.Options{TTL: ttl, StaleMax: opts.Cache.StaleMax, MaxEntries: opts.Cache.MaxEntries,
-			LoadTimeout: opts.Cache.ReadTimeout, Now: opts.Now})
+			LoadTimeout: opts.Cache.ReadTimeout, Now: opts.Now, Budget: opts.Budget})
 	}
 	if h.recent, err = mk(opts.Cache.TTL); err != nil {
 		return nil, fmt.Errorf("series cache: %w", err)

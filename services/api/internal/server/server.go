@@ -15,6 +15,7 @@ import (
 
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
+	"github.com/resilientanalytics/ra/services/api/internal/cache"
 	"github.com/resilientanalytics/ra/services/api/internal/external"
 	"github.com/resilientanalytics/ra/services/api/internal/fail"
 	"github.com/resilientanalytics/ra/services/api/internal/health"
@@ -87,17 +88,23 @@ func New(d Deps) (*API, error) {
 	policy := Policy(d.Config.RateLimit)
 	// Time-windowed reads (per-minute buckets) and the list of types; the
 	// summary route hands requests with a range to the windowed handler.
+	// One byte budget (CACHE_MAX_BYTES) for every cache of the api.
+	budget, err := cache.NewBudget(int64(d.Config.Cache.MaxBytes))
+	if err != nil {
+		return nil, err
+	}
+	m.SetCacheBudget(budget)
 	windows, err := series.New(st, series.Options{
-		Retention: d.Config.BucketRetention, Cache: d.Config.Cache, Metrics: m, Logger: log})
+		Retention: d.Config.BucketRetention, Cache: d.Config.Cache, Metrics: m, Logger: log, Budget: budget})
 	if err != nil {
 		return nil, err
 	}
 	summaries, err := summary.NewHandler(st, d.Config.Cache, m,
-		summary.Options{Windowed: http.HandlerFunc(windows.ServeSummary), Logger: log})
+		summary.Options{Windowed: http.HandlerFunc(windows.ServeSummary), Logger: log, Budget: budget})
 	if err != nil {
 		return nil, err
 	}
-	types, err := typelist.New(st, typelist.Options{Cache: d.Config.Cache, Metrics: m, Logger: log})
+	types, err := typelist.New(st, typelist.Options{Cache: d.Config.Cache, Metrics: m, Logger: log, Budget: budget})
 	if err != nil {
 		return nil, err
 	}

@@ -78,7 +78,7 @@ var _ http.Handler = (*Handler)(nil)
 // NewHandler returns the summary handler reading st through a cache
 // configured by cfg (CACHE_*). m may be nil.
 func NewHandler(st Store, cfg config.Cache, m *telemetry.Metrics, opts Options) (*Handler, error) {
-	h, err := newHandler(st, cfg, m, time.Now)
+	h, err := newHandler(st, cfg, m, time.Now, opts.Budget)
 	if err != nil {
 		return nil, err
 	}
@@ -96,9 +96,12 @@ type Options struct {
 	Windowed http.Handler
 	// Logger receives failures and stale answers (default: discarded).
 	Logger *slog.Logger
+	// Budget is the byte budget (CACHE_MAX_BYTES) the cache shares with
+	// the api's other caches (default: one of its own).
+	Budget *cache.Budget
 }
 
-func newHandler(st Store, cfg config.Cache, m *telemetry.Metrics, now func() time.Time) (*Handler, error) {
+func newHandler(st Store, cfg config.Cache, m *telemetry.Metrics, now func() time.Time, budget *cache.Budget) (*Handler, error) {
 	if st == nil {
 		return nil, errors.New("summary: nil store")
 	}
@@ -109,6 +112,7 @@ func newHandler(st Store, cfg config.Cache, m *telemetry.Metrics, now func() tim
 		MaxEntries:  cfg.MaxEntries,
 		LoadTimeout: cfg.ReadTimeout,
 		Now:         now,
+		Budget:      budget,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("summary cache: %w", err)

@@ -90,7 +90,7 @@ func mustEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := newHandler(st, testCache, m, clk.Now)
+	h, err := newHandler(st, testCache, m, clk.Now, nil)
 	if err != nil {
 		t.Fatalf("newHandler: %v", err)
 	}

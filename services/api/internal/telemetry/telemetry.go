@@ -15,6 +15,8 @@
 //	http_request_duration_seconds{route,code}   histogram
 //	rate_limited_total                          counter
 //	cache_requests_total{result=hit|miss|stale} counter
+//	cache_bytes                                 gauge, bytes the caches hold (their own accounting)
+//	cache_max_bytes                             gauge, CACHE_MAX_BYTES
 //	circuit_breaker_state{state}                gauge, 1 for the current state
 //	circuit_breaker_transitions_total{from,to}  counter
 //	ingest_write_errors_total                   counter
@@ -24,6 +26,7 @@ package telemetry
 
 import (
 	"net/http"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -56,6 +59,13 @@ type Metrics struct {
 	breakerState     *prometheus.GaugeVec
 	breakerTransit   *prometheus.CounterVec
 	ingestWriteError prometheus.Counter
+	cacheBudget      atomic.Pointer[CacheBudget]
+}
+
+// CacheBudget is the byte budget of the api's caches (cache.Budget).
+type CacheBudget interface {
+	Bytes() int64
+	Max() int64
 }
 
 // New registers every collector in a new registry.
@@ -97,12 +107,23 @@ func New() *Metrics {
 	m.cacheMiss = cache.WithLabelValues("miss")
 	m.cacheStale = cache.WithLabelValues("stale")
 	m.routes.init(m.requests, m.duration)
+	cacheGauge := func(name, help string, read func(CacheBudget) int64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, func() float64 {
+			if b := m.cacheBudget.Load(); b != nil {
+				return float64(read(*b))
+			}
+			return 0
+		})
+	}
 
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.rateLimited, cache,
 		m.breakerState, m.breakerTransit, m.ingestWriteError,
+		cacheGauge("cache_bytes", "Bytes held by the summary, series and types caches together, as their byte budget accounts them.",
+			CacheBudget.Bytes),
+		cacheGauge("cache_max_bytes", "The caches' byte budget (CACHE_MAX_BYTES).", CacheBudget.Max),
 	)
 	// The breaker starts closed; export that before the first transition.
 	m.SetBreakerState(StateClosed)
@@ -152,6 +173,14 @@ func (m *Metrics) CacheMiss() {
 func (m *Metrics) CacheStale() {
 	if m != nil {
 		m.cacheStale.Inc()
+	}
+}
+
+// SetCacheBudget makes cache_bytes and cache_max_bytes report b (read at
+// each scrape).
+func (m *Metrics) SetCacheBudget(b CacheBudget) {
+	if m != nil && b != nil {
+		m.cacheBudget.Store(&b)
 	}
 }
 

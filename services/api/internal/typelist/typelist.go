@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/store"
@@ -73,6 +74,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Budget is the byte budget (CACHE_MAX_BYTES) the list shares with the
+	// api's other caches (default: one of its own).
+	Budget *cache.Budget
 }
 
 // Handler serves GET /api/metrics/types.
@@ -96,13 +100,23 @@ func New(st Store, opts Options) (*Handler, error) {
 		opts.Now = time.Now
 	}
 	h := &Handler{store: st, opts: opts}
-	c, err := cache.New(func(ctx context.Context, _ string) ([]store.TypeSeen, error) { return st.Types(ctx) }, cache.Options{TTL: opts.Cache.TTL, StaleMax: opts.Cache.StaleMax, MaxEntries: 1,
-		LoadTimeout: opts.Cache.ReadTimeout, Now: opts.Now})
+	c, err := cache.NewWeighed(func(ctx context.Context, _ string) ([]store.TypeSeen, error) { return st.Types(ctx) }, weigh,
+		cache.Options{TTL: opts.Cache.TTL, StaleMax: opts.Cache.StaleMax, MaxEntries: 1,
+			LoadTimeout: opts.Cache.ReadTimeout, Now: opts.Now, Budget: opts.Budget})
 	if err != nil {
 		return nil, fmt.Errorf("typelist cache: %w", err)
 	}
 	h.cache = c
 	return h, nil
+}
+
+// weigh is the cache weight of a list: its backing array and every name.
+func weigh(ts []store.TypeSeen) int64 {
+	n := int64(cap(ts)) * int64(unsafe.Sizeof(store.TypeSeen{}))
+	for _, t := range ts {
+		n += int64(len(t.Type))
+	}
+	return n
 }
 
 // ServeHTTP answers GET /api/metrics/types.
