@@ -18,23 +18,28 @@ import (
 
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/problem"
+	"github.com/resilientanalytics/ra/services/api/internal/apikey"
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 )
 
 // QuotaExceededType is the IETF RateLimit draft's problem type for a 429.
 const QuotaExceededType = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
-// Appender stores metrics after checking the client's quota (*Store).
+// Appender stores metrics after checking the client's quota under policy
+// (*Store). The policy comes with each request: an API key may have its
+// own quota.
 type Appender interface {
-	Append(ctx context.Context, client string, ms []metric.Metric) (Result, error)
+	Append(ctx context.Context, client string, policy ratelimit.Policy, ms []metric.Metric) (Result, error)
 }
 
 var _ Appender = (*Store)(nil)
 
-// Recorder counts what operators alert on.
+// Recorder counts what operators alert on, by API key name ("" for
+// requests without a key).
 type Recorder interface {
-	RateLimited()
-	IngestWriteError()
+	RateLimited(key string)
+	IngestWriteError(key string)
+	Ingested(key string, metrics int)
 }
 
 // Limits bound one request.
@@ -46,8 +51,8 @@ type Limits struct {
 // Handler is the POST /api/metrics handler.
 type Handler struct {
 	store   Appender
-	policy  ratelimit.Policy
-	headers ratelimit.Headers
+	policy  ratelimit.Policy  // the default; a key may have its own
+	headers ratelimit.Headers // policy's
 	limits  Limits
 	rec     Recorder
 	log     *slog.Logger
@@ -56,8 +61,9 @@ type Handler struct {
 	bodies sync.Pool
 }
 
-// NewHandler returns the ingest handler. policy is only used for headers;
-// the store enforces it.
+// NewHandler returns the ingest handler. policy is the default quota: a
+// request authenticated by an API key with its own q/w gets that instead
+// (ratelimit.Client).
 func NewHandler(store Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) *Handler {
 	h := &Handler{store: store, policy: policy, headers: policy.Headers(), limits: limits, rec: rec, log: log}
 	h.bodies.New = func() any { return new(bytes.Buffer) }
@@ -92,16 +98,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.decodeError(w, r, err)
 		return
 	}
-	res, err := h.store.Append(r.Context(), ratelimit.Key(r), ms)
-	if h.policy.Enabled() && (err == nil || errors.Is(err, ratelimit.ErrLimited)) {
-		h.headers.Set(w.Header(), res.Decision)
+	client, policy := ratelimit.Client(r, h.policy)
+	key := apikey.Name(r.Context())
+	res, err := h.store.Append(r.Context(), client, policy, ms)
+	if policy.Enabled() && (err == nil || errors.Is(err, ratelimit.ErrLimited)) {
+		if policy == h.policy {
+			h.headers.Set(w.Header(), res.Decision)
+		} else {
+			policy.Headers().Set(w.Header(), res.Decision)
+		}
 	}
 	switch {
 	case errors.Is(err, ratelimit.ErrLimited):
-		h.rec.RateLimited()
+		h.rec.RateLimited(key)
+		who := "this client"
+		if key != "" {
+			who = "this API key"
+		}
 		p := problem.New(http.StatusTooManyRequests, "", "Quota exceeded",
-			fmt.Sprintf("rate limit of %d requests per %s exceeded for this client; retry in %d s",
-				h.policy.Max, h.policy.Window, res.Decision.ResetSeconds()))
+			fmt.Sprintf("rate limit of %d requests per %s exceeded for %s; retry in %d s",
+				policy.Max, policy.Window, who, res.Decision.ResetSeconds()))
 		p.Type = QuotaExceededType
 		p.ViolatedPolicies = []string{ratelimit.PolicyName}
 		problem.Write(w, r, p)
@@ -111,13 +127,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The client went away; nothing to answer and not a store failure.
 			return
 		}
-		h.rec.IngestWriteError()
+		h.rec.IngestWriteError(key)
 		h.log.ErrorContext(r.Context(), "ingest write failed", "err", err, "metrics", len(ms))
 		w.Header().Set("Retry-After", "1")
 		problem.Write(w, r, problem.New(http.StatusServiceUnavailable, "store-unavailable", "Service Unavailable",
 			"the metrics store (Redis) did not acknowledge the write; nothing was stored, retry later"))
 		return
 	}
+	h.rec.Ingested(key, len(ms))
 	// The body is built by hand: ids are "<ms>-<seq>" and types are
 	// validated to [A-Za-z0-9_.:-], so neither needs JSON escaping, and
 	// encoding/json costs more than the rest of the response.

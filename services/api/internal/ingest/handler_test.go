@@ -19,14 +19,15 @@ import (
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 )
 
-type counter struct{ limited, writeErrors int }
+type counter struct{ limited, writeErrors, metrics int }
 
-func (c *counter) RateLimited()      { c.limited++ }
-func (c *counter) IngestWriteError() { c.writeErrors++ }
+func (c *counter) RateLimited(string)       { c.limited++ }
+func (c *counter) IngestWriteError(string)  { c.writeErrors++ }
+func (c *counter) Ingested(_ string, n int) { c.metrics += n }
 
 type failingStore struct{ err error }
 
-func (f failingStore) Append(context.Context, string, []metric.Metric) (ingest.Result, error) {
+func (f failingStore) Append(context.Context, string, ratelimit.Policy, []metric.Metric) (ingest.Result, error) {
 	return ingest.Result{}, f.err
 }
 
@@ -51,10 +52,10 @@ func TestStoreAppendErrorWrapsUnavailable(t *testing.T) {
 	srv.RequireReal(t)
 	rdb, _ := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer rdb.Close()
-	store := ingest.NewStore(rdb, keys.New(""), 1, ratelimit.Policy{Max: 5, Window: time.Minute})
+	store := ingest.NewStore(rdb, keys.New(""), 1)
 	defer store.Close()
 	srv.Kill(t)
-	_, err := store.Append(context.Background(), "c", []metric.Metric{{Timestamp: time.Unix(1, 0), Value: 1, Type: "a"}})
+	_, err := store.Append(context.Background(), "c", ratelimit.Policy{Max: 5, Window: time.Minute}, []metric.Metric{{Timestamp: time.Unix(1, 0), Value: 1, Type: "a"}})
 	if !errors.Is(err, ingest.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
@@ -67,7 +68,7 @@ func BenchmarkIngest(b *testing.B) {
 	rdb, _ := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer rdb.Close()
 	policy := ratelimit.Policy{Max: 1 << 30, Window: time.Minute}
-	store := ingest.NewStore(rdb, keys.New(""), 1, policy)
+	store := ingest.NewStore(rdb, keys.New(""), 1)
 	defer store.Close()
 	h := ingest.NewHandler(store, policy,
 		ingest.Limits{MaxBodyBytes: 1 << 20, MaxBatch: 1000}, &counter{}, slog.New(slog.DiscardHandler))

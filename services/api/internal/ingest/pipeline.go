@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 )
 
 // coalescer merges the appends of concurrent requests into one call of
@@ -27,7 +29,7 @@ import (
 type coalescer struct {
 	rdb      redis.UniversalClient
 	script   *redis.Script
-	head     func() []any // ARGV before the requests: max, window, w, field names
+	head     func() []any // ARGV before the requests: w, field names
 	calls    chan *appendCall
 	maxBatch int
 	timeout  time.Duration
@@ -47,6 +49,8 @@ type appendCall struct {
 	ctx    context.Context
 	stream string
 	rlKey  string
+	max    int   // the request's policy: 0 = not counted
+	window int64 // milliseconds
 	n      int   // metrics
 	fields []any // n * fieldsPerMetric stream entry values
 	// done receives one value when res and err are set (buffered, so the
@@ -58,10 +62,12 @@ type appendCall struct {
 
 var callPool = sync.Pool{New: func() any { return &appendCall{done: make(chan struct{}, 1)} }}
 
-// newCall returns an empty call with room for n metrics' fields.
-func newCall(ctx context.Context, stream, rlKey string, n int) *appendCall {
+// newCall returns an empty call under policy with room for n metrics'
+// fields.
+func newCall(ctx context.Context, stream, rlKey string, policy ratelimit.Policy, n int) *appendCall {
 	cl := callPool.Get().(*appendCall)
 	cl.ctx, cl.stream, cl.rlKey, cl.n = ctx, stream, rlKey, n
+	cl.max, cl.window = policy.Max, policy.Window.Milliseconds()
 	cl.fields = slices.Grow(cl.fields[:0], n*fieldsPerMetric)
 	return cl
 }
@@ -226,7 +232,7 @@ func (c *coalescer) flush(batch []*appendCall) {
 		}
 		g.calls = append(g.calls, cl)
 		g.keys = append(g.keys, cl.rlKey)
-		g.args = append(g.args, cl.n)
+		g.args = append(g.args, cl.max, cl.window, cl.n)
 		g.args = append(g.args, cl.fields...)
 	}
 	if len(groups) == 0 {

@@ -29,7 +29,6 @@ var ErrUnavailable = errors.New("metrics store unavailable")
 // request; the calls of concurrent requests share pipelines.
 type Store struct {
 	partitions int
-	policy     ratelimit.Policy
 	pipe       *coalescer
 	// streams and rlPrefixes are keys.Keys' names per partition, built
 	// once: the rate-limit key is then one concatenation per request.
@@ -48,18 +47,17 @@ const (
 )
 
 // NewStore returns a Store writing to the partitions streams of k (at least
-// one). A disabled policy (Max 0) appends without counting. Close it after
-// the HTTP server has drained.
-func NewStore(rdb redis.UniversalClient, k keys.Keys, partitions int, policy ratelimit.Policy) *Store {
+// one). Close it after the HTTP server has drained.
+func NewStore(rdb redis.UniversalClient, k keys.Keys, partitions int) *Store {
 	partitions = max(partitions, 1)
 	head := func() []any {
-		head := []any{policy.Max, policy.Window.Milliseconds(), fieldsPerMetric}
+		head := []any{fieldsPerMetric}
 		for _, name := range metric.FieldNames {
 			head = append(head, name)
 		}
 		return head
 	}
-	s := &Store{partitions: partitions, policy: policy,
+	s := &Store{partitions: partitions,
 		pipe: newCoalescer(rdb, redis.NewScript(appendSource), head, pipelineFlushers, pipelineMaxCalls, pipelineTimeout)}
 	for p := range partitions {
 		s.streams = append(s.streams, k.Stream(p))
@@ -99,14 +97,15 @@ func Partition(client string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// Append counts the request against client's quota and, when allowed,
-// appends ms to the stream. It returns ratelimit.ErrLimited when the client
-// is over quota (nothing written) and an error wrapping ErrUnavailable when
+// Append counts the request against client's quota under policy and, when
+// allowed, appends ms to the stream. A disabled policy (Max 0) appends
+// without counting. It returns ratelimit.ErrLimited when the client is
+// over quota (nothing written) and an error wrapping ErrUnavailable when
 // Redis did not acknowledge the write. The call is never retried: a retry
 // after a timeout could store the metrics twice.
-func (s *Store) Append(ctx context.Context, client string, ms []metric.Metric) (Result, error) {
+func (s *Store) Append(ctx context.Context, client string, policy ratelimit.Policy, ms []metric.Metric) (Result, error) {
 	p := s.partition(client)
-	cl := newCall(ctx, s.streams[p], s.rlPrefixes[p]+client, len(ms))
+	cl := newCall(ctx, s.streams[p], s.rlPrefixes[p]+client, policy, len(ms))
 	for _, m := range ms {
 		cl.fields = m.AppendValues(cl.fields)
 	}
@@ -114,7 +113,7 @@ func (s *Store) Append(ctx context.Context, client string, ms []metric.Metric) (
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: append %d metrics: %w", ErrUnavailable, len(ms), err)
 	}
-	return parseReply(raw, len(ms), s.policy.Enabled())
+	return parseReply(raw, len(ms), policy.Enabled())
 }
 
 func parseReply(raw []any, n int, limited bool) (Result, error) {

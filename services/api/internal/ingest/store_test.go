@@ -19,13 +19,13 @@ import (
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 )
 
-func newStore(t *testing.T, srv *redistest.Server, policy ratelimit.Policy) *ingest.Store {
+func newStore(t *testing.T, srv *redistest.Server) *ingest.Store {
 	t.Helper()
 	rdb, err := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := ingest.NewStore(rdb, keys.New(""), 1, policy)
+	store := ingest.NewStore(rdb, keys.New(""), 1)
 	t.Cleanup(func() { store.Close(); rdb.Close() })
 	return store
 }
@@ -42,7 +42,8 @@ func metrics(n int, typ string) []metric.Metric {
 // still get its own decision and its own ids, and the quota must hold.
 func TestConcurrentAppendsKeepQuotaAndOwnIDs(t *testing.T) {
 	srv := redistest.Start(t)
-	store := newStore(t, srv, ratelimit.Policy{Max: 10, Window: time.Minute})
+	store := newStore(t, srv)
+	policy := ratelimit.Policy{Max: 10, Window: time.Minute}
 	const clients, perClient = 4, 25
 	type outcome struct {
 		client string
@@ -57,7 +58,7 @@ func TestConcurrentAppendsKeepQuotaAndOwnIDs(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res, err := store.Append(context.Background(), client, metrics(2, "t"+client))
+				res, err := store.Append(context.Background(), client, policy, metrics(2, "t"+client))
 				results <- outcome{client: client, ids: res.IDs, err: err}
 			}()
 		}
@@ -99,15 +100,15 @@ func TestConcurrentAppendsKeepQuotaAndOwnIDs(t *testing.T) {
 // succeed (NOSCRIPT → EVAL), exactly once.
 func TestAppendSurvivesScriptCacheFlush(t *testing.T) {
 	srv := redistest.Start(t)
-	store := newStore(t, srv, ratelimit.Policy{})
+	store := newStore(t, srv)
 	ctx := context.Background()
-	if _, err := store.Append(ctx, "c", metrics(1, "a")); err != nil {
+	if _, err := store.Append(ctx, "c", ratelimit.Policy{}, metrics(1, "a")); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Client(t).ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := store.Append(ctx, "c", metrics(3, "a"))
+	res, err := store.Append(ctx, "c", ratelimit.Policy{}, metrics(3, "a"))
 	if err != nil || len(res.IDs) != 3 {
 		t.Fatalf("after SCRIPT FLUSH: %v, %d ids", err, len(res.IDs))
 	}
@@ -118,9 +119,9 @@ func TestAppendSurvivesScriptCacheFlush(t *testing.T) {
 
 func TestAppendAfterCloseFails(t *testing.T) {
 	srv := redistest.Start(t)
-	store := newStore(t, srv, ratelimit.Policy{})
+	store := newStore(t, srv)
 	store.Close()
-	if _, err := store.Append(context.Background(), "c", metrics(1, "a")); !errors.Is(err, ingest.ErrUnavailable) {
+	if _, err := store.Append(context.Background(), "c", ratelimit.Policy{}, metrics(1, "a")); !errors.Is(err, ingest.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 }
@@ -157,7 +158,8 @@ func TestClusterPipelinedAppendsAndNoScriptPerNode(t *testing.T) {
 	}
 	const parts = 4
 	k := keys.New("")
-	store := ingest.NewStore(rdb, k, parts, ratelimit.Policy{Max: 1000, Window: time.Minute})
+	store := ingest.NewStore(rdb, k, parts)
+	policy := ratelimit.Policy{Max: 1000, Window: time.Minute}
 	t.Cleanup(func() { store.Close(); rdb.Close() })
 	check := c.Client(t)
 	ctx := context.Background()
@@ -180,7 +182,7 @@ func TestClusterPipelinedAppendsAndNoScriptPerNode(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := store.Append(ctx, client, metrics(2, "t")); err != nil {
+				if _, err := store.Append(ctx, client, policy, metrics(2, "t")); err != nil {
 					errs <- fmt.Errorf("round %d %s: %w", round, client, err)
 				}
 			}()

@@ -71,6 +71,14 @@ func New(d Deps) (*API, error) {
 	if m == nil {
 		m = telemetry.New()
 	}
+	apiKeys, err := d.Config.Auth.Load()
+	if err != nil {
+		return nil, err
+	}
+	if apiKeys.Len() == 0 {
+		d.Log.Warn("no API keys configured (API_KEYS, API_KEYS_FILE): ingest is open to anyone who can reach the port")
+	}
+	m.DeclareKeys(apiKeys.Names())
 	k := keys.New(d.Config.StreamKey)
 	policy := Policy(d.Config.RateLimit)
 	// Time-windowed reads (per-minute buckets) and the list of types; the
@@ -94,7 +102,7 @@ func New(d Deps) (*API, error) {
 		return nil, err
 	}
 	// Last: the store starts goroutines, so nothing may fail after it.
-	store := ingest.NewStore(d.Redis, k, d.Config.Partitions, policy)
+	store := ingest.NewStore(d.Redis, k, d.Config.Partitions)
 	ingestHandler := ingest.NewHandler(store, policy,
 		ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes, MaxBatch: d.Config.Ingest.MaxBatch}, m, d.Log)
 
@@ -115,11 +123,17 @@ func New(d Deps) (*API, error) {
 	r.Get("/livez", health.Live)
 	r.Method(http.MethodGet, "/metrics", m.Handler())
 	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
-	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
-	r.Method(http.MethodGet, "/api/metrics/summary", summaries)
-	r.Method(http.MethodGet, "/api/metrics/series", windows)
-	r.Method(http.MethodGet, "/api/metrics/types", types)
-	r.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
-	r.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
+	r.With(apiKeys.Middleware, ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
+	// Every GET /api/... route goes through reads: with AUTH_READS=true
+	// it needs a key too; /health, /livez, /metrics and / stay open.
+	reads := chi.Router(r)
+	if d.Config.Auth.Reads {
+		reads = r.With(apiKeys.Middleware)
+	}
+	reads.Method(http.MethodGet, "/api/metrics/summary", summaries)
+	reads.Method(http.MethodGet, "/api/metrics/series", windows)
+	reads.Method(http.MethodGet, "/api/metrics/types", types)
+	reads.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
+	reads.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
 	return &API{Handler: r, store: store, external: ext}, nil
 }
