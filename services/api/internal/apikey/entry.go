@@ -78,7 +78,7 @@ func (e Entry) Line() string {
 // a key pasted by mistake where its hash belongs is never echoed.
 func ParseEntry(s string) (Entry, error) {
 	var e Entry
-	head, params, _ := strings.Cut(s, ";")
+	head, params, more := strings.Cut(s, ";")
 	name, hash, ok := strings.Cut(head, "=")
 	if !ok {
 		return e, errors.New("want name=sha256:<hex>: no '=' after the name")
@@ -100,9 +100,9 @@ func ParseEntry(s string) (Entry, error) {
 	}
 	e.Name = name
 	seen := map[string]bool{}
-	for params != "" {
+	for more {
 		var p string
-		p, params, _ = strings.Cut(params, ";")
+		p, params, more = strings.Cut(params, ";")
 		k, v, ok := strings.Cut(p, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !ok || (k != "q" && k != "w") {
