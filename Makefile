@@ -44,6 +44,7 @@ fuzz: ## run each fuzz target for 30s
 	cd pkg && $(GO) test -run '^$$' -fuzz 'FuzzParseTimeAgreesWithTimeParse$$' -fuzztime 30s ./metric
 	cd services/api && $(GO) test -run '^$$' -fuzz 'FuzzParse$$' -fuzztime 30s ./internal/window
 	cd services/api && $(GO) test -run '^$$' -fuzz 'FuzzAccessLogPath$$' -fuzztime 30s ./internal/middleware
+	cd services/api && $(GO) test -run '^$$' -fuzz 'FuzzParseEntry$$' -fuzztime 30s ./internal/apikey
 
 clean: ## remove build output
 	rm -rf bin

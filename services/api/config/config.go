@@ -15,6 +15,7 @@ import (
 
 	"github.com/resilientanalytics/ra/pkg/config"
 	"github.com/resilientanalytics/ra/pkg/redisclient"
+	"github.com/resilientanalytics/ra/services/api/internal/apikey"
 )
 
 // Config is the api's configuration.
@@ -44,7 +45,25 @@ type Config struct {
 	Cache     Cache
 	External  External
 	Circuit   Circuit
+	Auth      Auth
 }
+
+// Auth configures the optional ingest API keys (package apikey). With
+// none, ingest is open to anyone who can reach the port.
+type Auth struct {
+	// Keys are entries `name=sha256:<hex>[;q=<n>;w=<window>]` separated by
+	// commas. Only hashes, but masked in the config log all the same.
+	Keys string `env:"API_KEYS" secret:"true"`
+	// KeysFile is a file of such entries, one a line (# comments), e.g. a
+	// compose secret; not together with Keys.
+	KeysFile string `env:"API_KEYS_FILE"`
+	// Reads protects every GET /api/... endpoint with the keys as well.
+	Reads bool `env:"AUTH_READS" envDefault:"false"`
+}
+
+// Load reads and checks the configured keys; errors name the variable and
+// the entry's position or line, never a hash.
+func (a Auth) Load() (*apikey.Set, error) { return apikey.Load(a.Keys, a.KeysFile) }
 
 // Ingest limits POST /api/metrics.
 type Ingest struct {
@@ -165,6 +184,9 @@ func (c Config) Validate() error {
 		"EXTERNAL_TIMEOUT: must be shorter than CIRCUIT_RESET_TIMEOUT (%s), got %s", c.Circuit.ResetTimeout, c.External.Timeout)
 	check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT: must be > 0, got %s", c.ShutdownTimeout)
 	cs.LogLevel(c.LogLevel)
+	keys, err := c.Auth.Load()
+	cs.Add(err)
+	check(err != nil || !c.Auth.Reads || keys.Len() > 0, "AUTH_READS: true needs keys in API_KEYS or API_KEYS_FILE, none are configured")
 	return cs.Err()
 }
 

@@ -1,5 +1,8 @@
 // Command api serves the Resilient Analytics HTTP API. main only wires
 // config → clients → server and handles signals; see package server.
+//
+// `api keygen NAME` prints a new API key and the API_KEYS entry for it
+// (package apikey), without reading any configuration.
 package main
 
 import (
@@ -21,11 +24,15 @@ import (
 	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
+	"github.com/resilientanalytics/ra/services/api/internal/apikey"
 	"github.com/resilientanalytics/ra/services/api/internal/server"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "keygen" {
+		os.Exit(apikey.Keygen(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	cfg, err := config.Load(nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "config:", err)

@@ -33,6 +33,9 @@ const (
 	Malformed
 	// EmptyBatch is an empty JSON array: 400.
 	EmptyBatch
+	// Unauthorized is a missing, malformed or unknown API key: 401 (the
+	// caller sets WWW-Authenticate).
+	Unauthorized
 	// NotFound is an unknown route or a type never aggregated: 404.
 	NotFound
 	// MethodNotAllowed is a known route with another method: 405.
@@ -75,6 +78,7 @@ var specs = [...]spec{
 	Invalid:              {http.StatusBadRequest, "validation-error", "Invalid request", "the request has invalid fields", 0, slog.LevelDebug, false},
 	Malformed:            {http.StatusBadRequest, "malformed-body", "Malformed request body", "the body is not the JSON this endpoint takes", 0, slog.LevelDebug, false},
 	EmptyBatch:           {http.StatusBadRequest, "empty-batch", "Empty batch", "a batch must hold at least one metric", 0, slog.LevelDebug, false},
+	Unauthorized:         {http.StatusUnauthorized, "unauthorized", "Unauthorized", "a valid API key is required", 0, slog.LevelDebug, false},
 	NotFound:             {http.StatusNotFound, "not-found", "Not Found", "not found", 0, slog.LevelDebug, false},
 	MethodNotAllowed:     {http.StatusMethodNotAllowed, "method-not-allowed", "Method Not Allowed", "the endpoint does not serve this method", 0, slog.LevelDebug, false},
 	RequestTimeout:       {http.StatusRequestTimeout, "request-timeout", "Request Timeout", "the request did not arrive in time", 0, slog.LevelDebug, false},

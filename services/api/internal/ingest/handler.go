@@ -25,12 +25,14 @@ import (
 
 	"github.com/resilientanalytics/ra/pkg/metric"
 	"github.com/resilientanalytics/ra/pkg/store"
+	"github.com/resilientanalytics/ra/services/api/internal/apikey"
 	"github.com/resilientanalytics/ra/services/api/internal/fail"
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 )
 
 // Appender counts one request against client's quota and, when allowed,
-// stores its metrics; *store.Store and *Coalescer implement it.
+// stores its metrics; *store.Store and *Coalescer implement it. The quota
+// comes with each request: an API key may have its own.
 type Appender interface {
 	Append(ctx context.Context, client string, limit store.Limit, ms []metric.Metric) (store.AppendResult, error)
 }
@@ -40,10 +42,12 @@ var (
 	_ Appender = (*Coalescer)(nil)
 )
 
-// Recorder counts what operators alert on.
+// Recorder counts what operators alert on, by API key name ("" for
+// requests without a key).
 type Recorder interface {
-	RateLimited()
-	IngestWriteError()
+	RateLimited(key string)
+	IngestWriteError(key string)
+	Ingested(key string, metrics int)
 }
 
 // Limits bound one request.
@@ -63,9 +67,8 @@ type Limits struct {
 // Handler is the POST /api/metrics handler.
 type Handler struct {
 	store   Appender
-	policy  ratelimit.Policy
-	limit   store.Limit
-	headers ratelimit.Headers
+	policy  ratelimit.Policy  // the default; a key may have its own
+	headers ratelimit.Headers // policy's
 	limits  Limits
 	decoder *metric.Decoder
 	rec     Recorder
@@ -75,8 +78,9 @@ type Handler struct {
 	bodies sync.Pool
 }
 
-// NewHandler returns the ingest handler; the appender enforces policy in
-// Redis.
+// NewHandler returns the ingest handler; the appender enforces the quota
+// in Redis. policy is the default quota: a request authenticated by an API
+// key with its own q/w gets that instead (ratelimit.Client).
 func NewHandler(app Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) (*Handler, error) {
 	if limits.Now == nil {
 		limits.Now = time.Now
@@ -86,8 +90,7 @@ func NewHandler(app Appender, policy ratelimit.Policy, limits Limits, rec Record
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	h := &Handler{store: app, policy: policy, limit: store.Limit{Max: policy.Max, Window: policy.Window},
-		headers: policy.Headers(), limits: limits, decoder: dec, rec: rec, log: log}
+	h := &Handler{store: app, policy: policy, headers: policy.Headers(), limits: limits, decoder: dec, rec: rec, log: log}
 	h.bodies.New = func() any { return new(bytes.Buffer) }
 	return h, nil
 }
@@ -115,25 +118,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.decodeError(w, r, err)
 		return
 	}
-	res, err := h.store.Append(r.Context(), ratelimit.Key(r), h.limit, ms)
+	client, policy := ratelimit.Client(r, h.policy)
+	key := apikey.Name(r.Context())
+	res, err := h.store.Append(r.Context(), client, store.Limit{Max: policy.Max, Window: policy.Window}, ms)
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client went away: not a store failure.
 			h.fail(w, r, fail.Wrap(fail.Canceled, err))
 			return
 		}
-		h.rec.IngestWriteError()
+		h.rec.IngestWriteError(key)
 		h.fail(w, r, &fail.Error{Code: fail.StoreUnavailable, Err: fmt.Errorf("append %d metrics: %w", len(ms), err)})
 		return
 	}
-	if h.policy.Enabled() {
-		d := h.policy.Decide(res.Count, res.PTTL)
-		h.headers.Set(w.Header(), d)
+	if policy.Enabled() {
+		d := policy.Decide(res.Count, res.PTTL)
+		if policy == h.policy {
+			h.headers.Set(w.Header(), d)
+		} else {
+			policy.Headers().Set(w.Header(), d)
+		}
 		if !res.Allowed {
-			h.rec.RateLimited()
+			h.rec.RateLimited(key)
+			who := "this client"
+			if key != "" {
+				who = "this API key"
+			}
 			h.fail(w, r, &fail.Error{Code: fail.RateLimited, Policies: []string{ratelimit.PolicyName},
-				Detail: fmt.Sprintf("rate limit of %d requests per %s exceeded for this client; retry in %d s",
-					h.policy.Max, h.policy.Window, d.ResetSeconds())})
+				Detail: fmt.Sprintf("rate limit of %d requests per %s exceeded for %s; retry in %d s",
+					policy.Max, policy.Window, who, d.ResetSeconds())})
 			return
 		}
 	}
@@ -141,6 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fail.Wrap(fail.Internal, fmt.Errorf("store answered allowed=%t with %d ids for %d metrics", res.Allowed, len(res.IDs), len(ms))))
 		return
 	}
+	h.rec.Ingested(key, len(ms))
 	// The body is built by hand: ids are "<ms>-<seq>" and types are
 	// validated to [A-Za-z0-9_.:-], so neither needs JSON escaping, and
 	// encoding/json costs more than the rest of the response.

@@ -19,10 +19,11 @@ import (
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 )
 
-type counter struct{ limited, writeErrors int }
+type counter struct{ limited, writeErrors, metrics int }
 
-func (c *counter) RateLimited()      { c.limited++ }
-func (c *counter) IngestWriteError() { c.writeErrors++ }
+func (c *counter) RateLimited(string)       { c.limited++ }
+func (c *counter) IngestWriteError(string)  { c.writeErrors++ }
+func (c *counter) Ingested(_ string, n int) { c.metrics += n }
 
 // fakeStore answers every Append with res and err.
 type fakeStore struct {

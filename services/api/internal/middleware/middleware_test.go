@@ -164,3 +164,47 @@ func FuzzAccessLogPath(f *testing.F) {
 		}
 	})
 }
+
+// An inner handler's SetKey reaches the access line as "key", through any
+// wrapper that unwraps to the Recorder; without it the line has no key.
+func TestAccessLogKey(t *testing.T) {
+	tests := []struct {
+		name, key string
+		wrap      bool // an extra ResponseWriter wrapper between them
+	}{
+		{"no key", "", false},
+		{"key", "ci-bot", false},
+		{"key through a wrapper", "ci.bot_2", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+			inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.key != "" {
+					middleware.SetKey(w, tt.key)
+				}
+				w.WriteHeader(201)
+			})
+			var h http.Handler = inner
+			if tt.wrap {
+				h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { inner.ServeHTTP(unwrapper{w}, r) })
+			}
+			middleware.AccessLog(log, &out)(h).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/api/metrics", nil))
+			var got map[string]any
+			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+				t.Fatalf("not JSON: %v: %q", err, out.String())
+			}
+			k, has := got["key"]
+			if tt.key == "" && has || tt.key != "" && k != tt.key {
+				t.Fatalf("key = %v (present %v), want %q: %s", k, has, tt.key, out.String())
+			}
+		})
+	}
+	// Without a Recorder in the chain SetKey does nothing (and does not panic).
+	middleware.SetKey(httptest.NewRecorder(), "x")
+}
+
+type unwrapper struct{ http.ResponseWriter }
+
+func (u unwrapper) Unwrap() http.ResponseWriter { return u.ResponseWriter }

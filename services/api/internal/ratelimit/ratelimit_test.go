@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resilientanalytics/ra/services/api/internal/apikey"
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 )
 
@@ -77,6 +78,46 @@ func TestClientKey(t *testing.T) {
 			h.ServeHTTP(httptest.NewRecorder(), r)
 			if got != tt.want {
 				t.Errorf("key = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// With an API key the key's name is the client, wherever the request came
+// from, and the key's own q/w replace the default's where set.
+func TestClientOfAnAPIKey(t *testing.T) {
+	def := ratelimit.Policy{Max: 5, Window: time.Minute}
+	tests := []struct {
+		name       string
+		id         *apikey.Identity
+		def        ratelimit.Policy
+		wantClient string
+		want       ratelimit.Policy
+	}{
+		{"no key: the address and the default", nil, def, "203.0.113.7", def},
+		{"key without quota: the default", &apikey.Identity{Name: "ci"}, def, "key:ci", def},
+		{"key with q and w", &apikey.Identity{Name: "ci", Quota: apikey.Quota{Max: 100, Window: time.Hour}}, def, "key:ci",
+			ratelimit.Policy{Max: 100, Window: time.Hour}},
+		{"key with q only", &apikey.Identity{Name: "ci", Quota: apikey.Quota{Max: 100}}, def, "key:ci",
+			ratelimit.Policy{Max: 100, Window: time.Minute}},
+		{"key with w only", &apikey.Identity{Name: "ci", Quota: apikey.Quota{Window: time.Second}}, def, "key:ci",
+			ratelimit.Policy{Max: 5, Window: time.Second}},
+		{"limiter off switches the key's quota off too", &apikey.Identity{Name: "ci", Quota: apikey.Quota{Max: 100, Window: time.Hour}},
+			ratelimit.Policy{}, "key:ci", ratelimit.Policy{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/api/metrics", nil)
+			r.RemoteAddr = "203.0.113.7:5555"
+			if tt.id != nil {
+				r = r.WithContext(apikey.NewContext(r.Context(), *tt.id))
+			}
+			client, p := ratelimit.Client(r, tt.def)
+			if client != tt.wantClient || p != tt.want {
+				t.Errorf("Client = %q %+v, want %q %+v", client, p, tt.wantClient, tt.want)
+			}
+			if key := ratelimit.Key(r); key != tt.wantClient {
+				t.Errorf("Key = %q, want %q", key, tt.wantClient)
 			}
 		})
 	}

@@ -85,6 +85,14 @@ func New(d Deps) (*API, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	st := d.Store
+	apiKeys, err := d.Config.Auth.Load()
+	if err != nil {
+		return nil, err
+	}
+	if apiKeys.Len() == 0 {
+		log.Warn("no API keys configured (API_KEYS, API_KEYS_FILE): ingest is open to anyone who can reach the port")
+	}
+	m.DeclareKeys(apiKeys.Names())
 	policy := Policy(d.Config.RateLimit)
 	// Time-windowed reads (per-minute buckets) and the list of types; the
 	// summary route hands requests with a range to the windowed handler.
@@ -148,12 +156,18 @@ func New(d Deps) (*API, error) {
 	r.Get("/livez", health.Live)
 	r.Method(http.MethodGet, "/metrics", m.Handler())
 	r.Get("/health", health.Handler(st))
-	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
-	r.Method(http.MethodGet, "/api/metrics/summary", summaries)
-	r.Method(http.MethodGet, "/api/metrics/series", windows)
-	r.Method(http.MethodGet, "/api/metrics/types", types)
-	r.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
-	r.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
+	r.With(apiKeys.Middleware, ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
+	// Every GET /api/... route goes through reads: with AUTH_READS=true
+	// it needs a key too; /health, /livez, /metrics and / stay open.
+	reads := chi.Router(r)
+	if d.Config.Auth.Reads {
+		reads = r.With(apiKeys.Middleware)
+	}
+	reads.Method(http.MethodGet, "/api/metrics/summary", summaries)
+	reads.Method(http.MethodGet, "/api/metrics/series", windows)
+	reads.Method(http.MethodGet, "/api/metrics/types", types)
+	reads.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
+	reads.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
 	api.Handler = r
 	return api, nil
 }

@@ -369,7 +369,7 @@ func TestMetricsCountRejectionsAndRequests(t *testing.T) {
 	raw, _ := io.ReadAll(resp.Body)
 	text := string(raw)
 	for _, want := range []string{
-		"ra_api_rate_limited_total 1",
+		`ra_api_rate_limited_total{key=""} 1`,
 		`ra_api_http_requests_total{code="201",route="/api/metrics"} 1`,
 		`ra_api_http_requests_total{code="429",route="/api/metrics"} 1`,
 	} {

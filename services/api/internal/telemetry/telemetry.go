@@ -4,7 +4,13 @@
 // counts requests and observes their latency by route pattern and status
 // code, and the counters the components report to (rate-limit rejections,
 // cache hits/misses/stale, circuit-breaker state and transitions, ingest
-// write errors). Handler serves GET /metrics in the Prometheus text format.
+// write errors and stored metrics). Handler serves GET /metrics in the
+// Prometheus text format.
+//
+// The ingest counters carry a key label: the API key name, "" for requests
+// without one. Names come from the configuration only (an unknown key is a
+// 401 before anything is counted), so the label stays bounded; keys and
+// hashes are never labels.
 //
 // Every method is safe for concurrent use and safe on a nil *Metrics (it
 // then does nothing), so components can be built without telemetry in tests.
@@ -13,13 +19,14 @@
 //
 //	http_requests_total{route,code}             counter
 //	http_request_duration_seconds{route,code}   histogram
-//	rate_limited_total                          counter
+//	rate_limited_total{key}                     counter
 //	cache_requests_total{result=hit|miss|stale} counter
 //	cache_bytes                                 gauge, bytes the caches hold (their own accounting)
 //	cache_max_bytes                             gauge, CACHE_MAX_BYTES
 //	circuit_breaker_state{state}                gauge, 1 for the current state
 //	circuit_breaker_transitions_total{from,to}  counter
-//	ingest_write_errors_total                   counter
+//	ingest_write_errors_total{key}              counter
+//	ingest_metrics_total{key}                   counter
 //
 // plus the standard go_* and process_* collectors.
 package telemetry
@@ -52,14 +59,25 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	routes   routeTable
 
-	rateLimited      prometheus.Counter
+	rateLimited      *prometheus.CounterVec
 	cacheHit         prometheus.Counter
 	cacheMiss        prometheus.Counter
 	cacheStale       prometheus.Counter
 	breakerState     *prometheus.GaugeVec
 	breakerTransit   *prometheus.CounterVec
-	ingestWriteError prometheus.Counter
+	ingestWriteError *prometheus.CounterVec
+	ingested         *prometheus.CounterVec
 	cacheBudget      atomic.Pointer[CacheBudget]
+
+	// anonymous and keys are the ingest series resolved once: for requests
+	// without a key and per declared key name (DeclareKeys).
+	anonymous *keySeries
+	keys      atomic.Pointer[map[string]*keySeries]
+}
+
+// keySeries is the ingest counters of one key label value.
+type keySeries struct {
+	rateLimited, writeErrors, metrics prometheus.Counter
 }
 
 // CacheBudget is the byte budget of the api's caches (cache.Budget).
@@ -82,10 +100,10 @@ func New() *Metrics {
 			Help:    "HTTP request latency, by chi route pattern and status code.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "code"}),
-		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "rate_limited_total",
-			Help: "Ingest requests rejected with 429 by the rate limiter.",
-		}),
+			Help: "Ingest requests rejected with 429 by the rate limiter, by API key name (\"\" without a key).",
+		}, []string{"key"}),
 		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "circuit_breaker_state",
 			Help: "Circuit breaker around the external service: 1 for the current state, 0 for the others.",
@@ -94,11 +112,17 @@ func New() *Metrics {
 			Namespace: namespace, Name: "circuit_breaker_transitions_total",
 			Help: "Circuit breaker state changes, by from and to state.",
 		}, []string{"from", "to"}),
-		ingestWriteError: prometheus.NewCounter(prometheus.CounterOpts{
+		ingestWriteError: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "ingest_write_errors_total",
-			Help: "Ingest requests that failed because Redis did not acknowledge the write (answered 503).",
-		}),
+			Help: "Ingest requests that failed because Redis did not acknowledge the write (answered 503), by API key name.",
+		}, []string{"key"}),
+		ingested: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "ingest_metrics_total",
+			Help: "Metrics stored (answered 201), by API key name (\"\" without a key).",
+		}, []string{"key"}),
 	}
+	m.anonymous = m.newKeySeries("")
+	m.keys.Store(&map[string]*keySeries{})
 	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "cache_requests_total",
 		Help: "Summary cache lookups: hit (fresh), miss (read from Redis), stale (served past its TTL because Redis failed).",
@@ -120,7 +144,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.rateLimited, cache,
-		m.breakerState, m.breakerTransit, m.ingestWriteError,
+		m.breakerState, m.breakerTransit, m.ingestWriteError, m.ingested,
 		cacheGauge("cache_bytes", "Bytes held by the summary, series and types caches together, as their byte budget accounts them.",
 			CacheBudget.Bytes),
 		cacheGauge("cache_max_bytes", "The caches' byte budget (CACHE_MAX_BYTES).", CacheBudget.Max),
@@ -139,17 +163,62 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// RateLimited counts one request rejected with 429.
-func (m *Metrics) RateLimited() {
-	if m != nil {
-		m.rateLimited.Inc()
+func (m *Metrics) newKeySeries(key string) *keySeries {
+	return &keySeries{
+		rateLimited: m.rateLimited.WithLabelValues(key),
+		writeErrors: m.ingestWriteError.WithLabelValues(key),
+		metrics:     m.ingested.WithLabelValues(key),
 	}
 }
 
-// IngestWriteError counts one ingest request that Redis did not acknowledge.
-func (m *Metrics) IngestWriteError() {
+// DeclareKeys exports the ingest series of every API key name at 0 (so a
+// key that has sent nothing yet shows up) and resolves them once for the
+// hot path. Call it with the configured names before serving.
+func (m *Metrics) DeclareKeys(names []string) {
+	if m == nil {
+		return
+	}
+	next := map[string]*keySeries{}
+	for k, v := range *m.keys.Load() {
+		next[k] = v
+	}
+	for _, n := range names {
+		if n != "" && next[n] == nil {
+			next[n] = m.newKeySeries(n)
+		}
+	}
+	m.keys.Store(&next)
+}
+
+func (m *Metrics) keySeries(key string) *keySeries {
+	if key == "" {
+		return m.anonymous
+	}
+	if s := (*m.keys.Load())[key]; s != nil {
+		return s
+	}
+	return m.newKeySeries(key)
+}
+
+// RateLimited counts one request of key ("" without one) rejected with 429.
+func (m *Metrics) RateLimited(key string) {
 	if m != nil {
-		m.ingestWriteError.Inc()
+		m.keySeries(key).rateLimited.Inc()
+	}
+}
+
+// IngestWriteError counts one ingest request of key that Redis did not
+// acknowledge.
+func (m *Metrics) IngestWriteError(key string) {
+	if m != nil {
+		m.keySeries(key).writeErrors.Inc()
+	}
+}
+
+// Ingested counts n metrics of key stored with a 201.
+func (m *Metrics) Ingested(key string, n int) {
+	if m != nil {
+		m.keySeries(key).metrics.Add(float64(n))
 	}
 }
 

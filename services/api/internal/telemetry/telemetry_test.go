@@ -82,9 +82,15 @@ func TestMiddlewareLabelsRouteAndStatus(t *testing.T) {
 
 func TestComponentSeries(t *testing.T) {
 	m := New()
-	m.RateLimited()
-	m.RateLimited()
-	m.IngestWriteError()
+	m.DeclareKeys([]string{"ci", "idle"})
+	m.RateLimited("")
+	m.RateLimited("")
+	m.RateLimited("ci")
+	m.IngestWriteError("")
+	m.Ingested("ci", 3)
+	m.Ingested("ci", 2)
+	m.Ingested("", 1)
+	m.Ingested("undeclared", 4)
 	m.CacheHit()
 	m.CacheHit()
 	m.CacheHit()
@@ -95,8 +101,15 @@ func TestComponentSeries(t *testing.T) {
 
 	text := scrape(t, m)
 	for _, want := range []string{
-		"ra_api_rate_limited_total 2",
-		"ra_api_ingest_write_errors_total 1",
+		`ra_api_rate_limited_total{key=""} 2`,
+		`ra_api_rate_limited_total{key="ci"} 1`,
+		`ra_api_rate_limited_total{key="idle"} 0`,
+		`ra_api_ingest_write_errors_total{key=""} 1`,
+		`ra_api_ingest_write_errors_total{key="ci"} 0`,
+		`ra_api_ingest_metrics_total{key="ci"} 5`,
+		`ra_api_ingest_metrics_total{key=""} 1`,
+		`ra_api_ingest_metrics_total{key="idle"} 0`,
+		`ra_api_ingest_metrics_total{key="undeclared"} 4`,
 		`ra_api_cache_requests_total{result="hit"} 3`,
 		`ra_api_cache_requests_total{result="miss"} 1`,
 		`ra_api_cache_requests_total{result="stale"} 1`,
@@ -124,8 +137,10 @@ func TestFreshRegistryStartsClosed(t *testing.T) {
 
 func TestNilMetricsIsANoop(t *testing.T) {
 	var m *Metrics
-	m.RateLimited()
-	m.IngestWriteError()
+	m.DeclareKeys([]string{"ci"})
+	m.RateLimited("ci")
+	m.IngestWriteError("")
+	m.Ingested("ci", 1)
 	m.CacheHit()
 	m.CacheMiss()
 	m.CacheStale()
