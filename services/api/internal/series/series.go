@@ -196,6 +196,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, q window.Query, 
 	_, _ = w.Write(res.Value)
 }
 
+// Fresh reads and encodes q's answer from Redis, bypassing the cache, for
+// the dashboard's live stream (which must show a metric within seconds,
+// not CACHE_TTL); cache.ErrNotFound when the type was never aggregated.
+func (h *Handler) Fresh(ctx context.Context, q window.Query) ([]byte, error) {
+	return h.load(ctx, q.Key())
+}
+
 // load reads and encodes the answer to one normalised query (its cache
 // key); cache.ErrNotFound when the type was never aggregated.
 func (h *Handler) load(ctx context.Context, key string) ([]byte, error) {

@@ -15,6 +15,8 @@ import (
 	"github.com/resilientanalytics/ra/pkg/keys"
 	"github.com/resilientanalytics/ra/pkg/problem"
 	"github.com/resilientanalytics/ra/services/api/config"
+	"github.com/resilientanalytics/ra/services/api/internal/dashboard"
+	"github.com/resilientanalytics/ra/services/api/internal/dashboard/live"
 	"github.com/resilientanalytics/ra/services/api/internal/external"
 	"github.com/resilientanalytics/ra/services/api/internal/health"
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
@@ -22,6 +24,7 @@ import (
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 	"github.com/resilientanalytics/ra/services/api/internal/series"
 	"github.com/resilientanalytics/ra/services/api/internal/summary"
+	"github.com/resilientanalytics/ra/services/api/internal/system"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 	"github.com/resilientanalytics/ra/services/api/internal/typelist"
 )
@@ -51,15 +54,24 @@ type API struct {
 	http.Handler
 	store    *ingest.Store
 	external *external.Client
+	live     *live.Hub
 }
 
 // Run runs the background work of the components (the breaker state
-// watcher) until ctx ends.
-func (a *API) Run(ctx context.Context) error { return a.external.Run(ctx) }
+// watcher) until ctx ends. Then it ends the live streams, which never end
+// on their own, so the HTTP server's graceful drain does not wait for them.
+func (a *API) Run(ctx context.Context) error {
+	defer a.live.Close()
+	return a.external.Run(ctx)
+}
 
-// Close releases what the handler owns (the ingest pipeline). Call it after
-// the HTTP server has drained, so in-flight requests still get answers.
-func (a *API) Close() { a.store.Close() }
+// Close releases what the handler owns (the live streams, the ingest
+// pipeline). Call it after the HTTP server has drained, so in-flight
+// requests still get answers.
+func (a *API) Close() {
+	a.live.Close()
+	a.store.Close()
+}
 
 // New returns the api's handler.
 func New(d Deps) (*API, error) {
@@ -93,6 +105,21 @@ func New(d Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	page, err := dashboard.New()
+	if err != nil {
+		return nil, err
+	}
+	hub, err := live.New(live.Funcs{SeriesFunc: windows.Fresh, SummaryFunc: summaries.Fresh},
+		live.Options{MaxStreams: d.Config.SSEMaxStreams, Retention: d.Config.BucketRetention, Timeout: d.Config.Cache.ReadTimeout, Logger: d.Log})
+	if err != nil {
+		return nil, err
+	}
+	ping := health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })
+	sys, err := system.New(system.NewRedis(d.Redis, k, d.Config.Partitions, d.Config.ConsumerGroup), ping, ext.State,
+		system.Options{Group: d.Config.ConsumerGroup})
+	if err != nil {
+		return nil, err
+	}
 	// Last: the store starts goroutines, so nothing may fail after it.
 	store := ingest.NewStore(d.Redis, k, d.Config.Partitions, policy)
 	ingestHandler := ingest.NewHandler(store, policy,
@@ -114,12 +141,18 @@ func New(d Deps) (*API, error) {
 
 	r.Get("/livez", health.Live)
 	r.Method(http.MethodGet, "/metrics", m.Handler())
-	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
+	r.Get("/health", health.Handler(ping))
 	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
 	r.Method(http.MethodGet, "/api/metrics/summary", summaries)
 	r.Method(http.MethodGet, "/api/metrics/series", windows)
 	r.Method(http.MethodGet, "/api/metrics/types", types)
 	r.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
 	r.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
-	return &API{Handler: r, store: store, external: ext}, nil
+	r.Method(http.MethodGet, "/api/metrics/series/stream", hub)
+	r.Method(http.MethodGet, "/api/system", sys)
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		r.MethodFunc(m, "/", page.ServePage)
+		r.MethodFunc(m, "/assets/*", page.ServeAsset)
+	}
+	return &API{Handler: r, store: store, external: ext, live: hub}, nil
 }

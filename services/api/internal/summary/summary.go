@@ -118,6 +118,11 @@ func newHandler(rdb redis.UniversalClient, k keys.Keys, cfg config.Cache, m *tel
 	return h, nil
 }
 
+// Fresh reads and encodes typ's summary from Redis, bypassing the cache,
+// for the dashboard's live stream; cache.ErrNotFound when typ was never
+// aggregated.
+func (h *Handler) Fresh(ctx context.Context, typ string) ([]byte, error) { return h.load(ctx, typ) }
+
 // load reads every partition's summary of typ in one pipeline, merges and
 // encodes them; cache.ErrNotFound when the type has never been aggregated.
 func (h *Handler) load(ctx context.Context, typ string) ([]byte, error) {
