@@ -52,7 +52,7 @@ const RAChart = (() => {
   // render draws series ({from, to, step, points}) into el, sized to el's width.
   function render(el, series) {
     const width = Math.max(el.clientWidth || 600, 280);
-    const height = width < 520 ? 220 : 280;
+    const height = width < 520 ? 220 : 300;
     const from = Date.parse(series.from), to = Date.parse(series.to);
     const points = series.points || [];
     const stepMs = points.length ? (to - from) / points.length : MIN;
