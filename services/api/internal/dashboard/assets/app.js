@@ -139,7 +139,12 @@
       empty.hidden = true;
     }
     loadCounts(shown.slice(0, COUNT_ROWS));
+    mark("ra-types");
   }
+
+  // Marks the first time a view shows data, for performance.getEntriesByName.
+  const marked = new Set();
+  function mark(name) { if (!marked.has(name)) { marked.add(name); performance.mark(name); } }
 
   // Counts come from the all-time summaries (cached by the api), fetched
   // only for the rows on screen and at most every COUNT_TTL per type.
@@ -285,6 +290,7 @@
   function renderChart() {
     if (!lastSeries) return;
     RAChart.render($("chart"), lastSeries);
+    mark("ra-chart");
     const n = lastSeries.points.reduce((a, p) => a + p.count, 0);
     const label = state.window === "168h" ? "7d" : state.window;
     $("chart-window").textContent = `${fmtInt.format(n)} metric${n === 1 ? "" : "s"} in the last ${label} · step ${lastSeries.step}`;
