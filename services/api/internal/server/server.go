@@ -141,7 +141,7 @@ func New(d Deps) (*API, error) {
 
 	r.Get("/livez", health.Live)
 	r.Method(http.MethodGet, "/metrics", m.Handler())
-	r.Get("/health", health.Handler(ping))
+	r.Get("/health", health.Handler(health.PingFunc(func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() })))
 	r.With(ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
 	r.Method(http.MethodGet, "/api/metrics/summary", summaries)
 	r.Method(http.MethodGet, "/api/metrics/series", windows)
@@ -150,9 +150,9 @@ func New(d Deps) (*API, error) {
 	r.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
 	r.Method(http.MethodGet, "/api/metrics/series/stream", hub)
 	r.Method(http.MethodGet, "/api/system", sys)
-	for _, m := range []string{http.MethodGet, http.MethodHead} {
-		r.MethodFunc(m, "/", page.ServePage)
-		r.MethodFunc(m, "/assets/*", page.ServeAsset)
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		r.MethodFunc(method, "/", page.ServePage)
+		r.MethodFunc(method, "/assets/*", page.ServeAsset)
 	}
 	return &API{Handler: r, store: store, external: ext, live: hub}, nil
 }

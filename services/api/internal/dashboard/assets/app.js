@@ -263,6 +263,7 @@
 
   function onEvent(name, data) {
     if (name === "update") {
+      if (data.series.type !== state.selected) return; // from a stream being replaced
       detailMessage("");
       state.lastUpdate = Date.now();
       renderSummary(data.summary);

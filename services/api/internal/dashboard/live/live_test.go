@@ -338,3 +338,23 @@ func TestLastSubscriberStopsTheFeed(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestStreamOutlivesTheServerWriteTimeout: the server's WriteTimeout is for
+// ordinary responses; a stream extends its deadline at every write.
+func TestStreamOutlivesTheServerWriteTimeout(t *testing.T) {
+	h, err := New(&fakeSource{}, Options{Retention: time.Hour, Heartbeat: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ticks = (&manualTicks{}).make
+	const writeTimeout = 200 * time.Millisecond
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.WriteTimeout = writeTimeout
+	srv.Start()
+	t.Cleanup(func() { h.Close(); srv.Close() })
+	s := open(t, srv.URL+"?type=cpu&window=15m")
+	start := time.Now()
+	for time.Since(start) < 3*writeTimeout {
+		s.next(t) // fails when the connection's deadline cut the stream
+	}
+}
