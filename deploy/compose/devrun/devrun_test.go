@@ -98,7 +98,7 @@ func TestDevrun(t *testing.T) {
 				t.Errorf("devrun exit code %d, want 0", code)
 			}
 			log := p.Log.String()
-			for _, want := range []string{tt.wantRedis, "api | ", "aggregator | ", "curl -i -X POST http://localhost:" + fmt.Sprint(apiPort) + "/api/metrics", "stopped cleanly", "stopping the session Redis"} {
+			for _, want := range []string{tt.wantRedis, "devrun | dashboard: http://localhost:" + fmt.Sprint(apiPort) + "/", "api | ", "aggregator | ", "curl -i -X POST http://localhost:" + fmt.Sprint(apiPort) + "/api/metrics", "stopped cleanly", "stopping the session Redis"} {
 				if !strings.Contains(log, want) {
 					t.Errorf("output lacks %q", want)
 				}

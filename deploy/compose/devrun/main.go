@@ -4,7 +4,7 @@
 // redis-server on a free port if one is installed, else an embedded
 // miniredis, and says which. Both services' output is streamed with an
 // "api | " / "aggregator | " prefix; once both answer /health it prints the
-// URLs and ready-to-paste curl lines. Ctrl-C (or SIGTERM) stops the services
+// dashboard's URL first, then the other URLs and ready-to-paste curl lines. Ctrl-C (or SIGTERM) stops the services
 // with SIGTERM (killed after -stop-timeout), then the session Redis, and
 // exits 0 when everything stopped cleanly. A second Ctrl-C kills at once.
 //
@@ -267,6 +267,7 @@ func waitHealthy(ctx context.Context, urls []string) error {
 func printBanner(say func(string, ...any), apiBase, aggHealth, redisURL string) {
 	ts := time.Now().UTC().Format(time.RFC3339)
 	lines := []string{
+		"dashboard: " + apiBase + "/   <- open it in a browser",
 		"ready: api and aggregator are healthy",
 		"  api         " + apiBase + "  (/health, /livez, /metrics)",
 		"  aggregator  " + aggHealth + "  (/metrics next to it)",

@@ -39,6 +39,12 @@ type Config struct {
 	BucketRetention time.Duration `env:"BUCKET_RETENTION" envDefault:"168h"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	// ConsumerGroup is the aggregators' consumer group (the same variable
+	// they read), whose lag and pending GET /api/system reports.
+	ConsumerGroup string `env:"CONSUMER_GROUP" envDefault:"aggregators"`
+	// SSEMaxStreams bounds the concurrent live streams of the dashboard
+	// (GET /api/metrics/series/stream); past it a stream gets a 503.
+	SSEMaxStreams int `env:"SSE_MAX_STREAMS" envDefault:"100"`
 
 	Ingest    Ingest
 	RateLimit RateLimit
@@ -183,6 +189,8 @@ func (c Config) Validate() error {
 	check(c.External.Timeout < c.Circuit.ResetTimeout,
 		"EXTERNAL_TIMEOUT: must be shorter than CIRCUIT_RESET_TIMEOUT (%s), got %s", c.Circuit.ResetTimeout, c.External.Timeout)
 	check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT: must be > 0, got %s", c.ShutdownTimeout)
+	check(c.ConsumerGroup != "" && !strings.ContainsAny(c.ConsumerGroup, " \t\r\n"), "CONSUMER_GROUP: must be non-empty without spaces, got %q", c.ConsumerGroup)
+	check(c.SSEMaxStreams >= 1, "SSE_MAX_STREAMS: must be >= 1, got %d", c.SSEMaxStreams)
 	cs.LogLevel(c.LogLevel)
 	keys, err := c.Auth.Load()
 	cs.Add(err)

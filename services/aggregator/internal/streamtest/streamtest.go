@@ -1,6 +1,7 @@
 // Package streamtest helps the aggregator's tests write metrics to a stream
 // and read summaries back, the way the api writes and reads them (pkg/metric
-// fields, pkg/summary decoding), so tests exercise the real schema.
+// entry codec, summary decoding from pkg/store), so tests exercise the real
+// schema.
 package streamtest
 
 import (

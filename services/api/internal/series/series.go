@@ -1,5 +1,5 @@
 // Package series serves the time-windowed reads built on the aggregator's
-// per-minute buckets (pkg/bucket):
+// per-minute buckets (pkg/store):
 //
 //	GET /api/metrics/series?type=X&from=T1&to=T2&step=5m   (or &window=1h)
 //	GET /api/metrics/summary?type=X&from=T1&to=T2          (or &window=15m)
@@ -11,7 +11,7 @@
 //
 // Reads: one pipeline per cache miss reads every hour hash of the range in
 // every partition plus the type's entry in each partition's types set, and
-// merges them (pkg/bucket.Reader). A type that was never aggregated is a
+// merges them (store.Buckets). A type that was never aggregated is a
 // 404 (not cached); a known type with nothing in the range is a 200 with
 // count 0.
 //
@@ -181,6 +181,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, q window.Query, 
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(res.Value)
+}
+
+// Fresh reads and encodes q's answer from Redis, bypassing the cache, for
+// the dashboard's live stream (which must show a metric within seconds,
+// not CACHE_TTL); cache.ErrNotFound when the type was never aggregated.
+func (h *Handler) Fresh(ctx context.Context, q window.Query) ([]byte, error) {
+	return h.load(ctx, q.Key())
 }
 
 // load reads and encodes the answer to one normalised query (its cache

@@ -16,6 +16,8 @@ import (
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/cache"
+	"github.com/resilientanalytics/ra/services/api/internal/dashboard"
+	"github.com/resilientanalytics/ra/services/api/internal/dashboard/live"
 	"github.com/resilientanalytics/ra/services/api/internal/external"
 	"github.com/resilientanalytics/ra/services/api/internal/fail"
 	"github.com/resilientanalytics/ra/services/api/internal/health"
@@ -24,6 +26,7 @@ import (
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 	"github.com/resilientanalytics/ra/services/api/internal/series"
 	"github.com/resilientanalytics/ra/services/api/internal/summary"
+	"github.com/resilientanalytics/ra/services/api/internal/system"
 	"github.com/resilientanalytics/ra/services/api/internal/telemetry"
 	"github.com/resilientanalytics/ra/services/api/internal/typelist"
 )
@@ -55,15 +58,20 @@ type API struct {
 	http.Handler
 	closers  []func()
 	external *external.Client
+	live     *live.Hub
 }
 
 // Run runs the background work of the components (the breaker state
-// watcher) until ctx ends.
-func (a *API) Run(ctx context.Context) error { return a.external.Run(ctx) }
+// watcher) until ctx ends. Then it ends the live streams, which never end
+// on their own, so the HTTP server's graceful drain does not wait for them.
+func (a *API) Run(ctx context.Context) error {
+	defer a.live.Close()
+	return a.external.Run(ctx)
+}
 
-// Close releases what the handler owns (the ingest coalescer). Call it
-// after the HTTP server has drained, so in-flight requests still get
-// answers.
+// Close releases what the handler owns (the live streams, the ingest
+// coalescer). Call it after the HTTP server has drained, so in-flight
+// requests still get answers.
 func (a *API) Close() {
 	for _, c := range a.closers {
 		c()
@@ -120,7 +128,22 @@ func New(d Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	api := &API{external: ext}
+	page, err := dashboard.New()
+	if err != nil {
+		return nil, err
+	}
+	sys, err := system.New(system.NewStoreGroups(st, d.Config.ConsumerGroup), st, ext.State,
+		system.Options{Group: d.Config.ConsumerGroup})
+	if err != nil {
+		return nil, err
+	}
+	hub, err := live.New(live.Funcs{SeriesFunc: windows.Fresh, SummaryFunc: summaries.Fresh},
+		live.Options{MaxStreams: d.Config.SSEMaxStreams, Retention: d.Config.BucketRetention, Timeout: d.Config.Cache.ReadTimeout, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	api := &API{external: ext, live: hub}
+	api.closers = append(api.closers, hub.Close)
 	// Last: the coalescer starts a goroutine, so it is closed if anything
 	// fails after it.
 	var app ingest.Appender = st
@@ -168,6 +191,14 @@ func New(d Deps) (*API, error) {
 	reads.Method(http.MethodGet, "/api/metrics/types", types)
 	reads.Method(http.MethodGet, "/api/external-data", ext.DataHandler())
 	reads.Method(http.MethodGet, "/api/external-data/circuit", ext.CircuitHandler())
+	reads.Method(http.MethodGet, "/api/metrics/series/stream", hub)
+	reads.Method(http.MethodGet, "/api/system", sys)
+	// The dashboard page itself stays open: it asks for a key when its
+	// data calls answer 401.
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		r.MethodFunc(method, "/", page.ServePage)
+		r.MethodFunc(method, "/assets/*", page.ServeAsset)
+	}
 	api.Handler = r
 	return api, nil
 }

@@ -121,6 +121,11 @@ func newHandler(st Store, cfg config.Cache, m *telemetry.Metrics, now func() tim
 	return h, nil
 }
 
+// Fresh reads and encodes typ's summary from Redis, bypassing the cache,
+// for the dashboard's live stream; cache.ErrNotFound when typ was never
+// aggregated.
+func (h *Handler) Fresh(ctx context.Context, typ string) ([]byte, error) { return h.load(ctx, typ) }
+
 // load reads the merged summary of typ and encodes it;
 // cache.ErrNotFound when the type has never been aggregated.
 func (h *Handler) load(ctx context.Context, typ string) ([]byte, error) {
