@@ -160,11 +160,11 @@ func (c *Cluster) NodeFor(tb testing.TB, key string) int {
 		}
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr(), DialTimeout: time.Second})
 		shards, err := cl.ClusterShards(ctx).Result()
+		slot, serr := cl.ClusterKeySlot(ctx, key).Result()
 		_ = cl.Close()
-		if err != nil {
-			tb.Fatalf("cluster shards from node %d: %v", i, err)
+		if err != nil || serr != nil {
+			tb.Fatalf("cluster shards and keyslot from node %d: %v %v", i, err, serr)
 		}
-		slot := int64(Slot(key))
 		for _, sh := range shards {
 			owns := false
 			for _, r := range sh.Slots {
@@ -263,29 +263,13 @@ func (c *Cluster) close() {
 	}
 }
 
-// Slot is the Redis Cluster hash slot of key (CRC16 of its hash tag, or of
-// the whole key when it has none, mod 16384).
-func Slot(key string) int {
-	if s := strings.IndexByte(key, '{'); s >= 0 {
-		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
-			key = key[s+1 : s+1+e]
-		}
+// Slot is the Redis Cluster hash slot of key, as the cluster computes it
+// (CLUSTER KEYSLOT).
+func (c *Cluster) Slot(tb testing.TB, key string) int {
+	tb.Helper()
+	n, err := c.Client(tb).ClusterKeySlot(context.Background(), key).Result()
+	if err != nil {
+		tb.Fatalf("cluster keyslot %q: %v", key, err)
 	}
-	return int(crc16(key) % 16384)
-}
-
-// crc16 is CRC-16/XMODEM, the variant Redis Cluster uses.
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
+	return int(n)
 }

@@ -10,21 +10,6 @@ import (
 	"github.com/resilientanalytics/ra/pkg/redistest"
 )
 
-func TestSlotMatchesRedis(t *testing.T) {
-	c := redistest.StartCluster(t, 3, redistest.ClusterOptions{})
-	rdb := c.Client(t)
-	ctx := context.Background()
-	for _, key := range []string{"a", "{metrics:0}:stream", "{metrics:3}:rl:10.0.0.1", "x{}y", "123456789"} {
-		want, err := rdb.ClusterKeySlot(ctx, key).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := redistest.Slot(key); int64(got) != want {
-			t.Errorf("Slot(%q) = %d, Redis says %d", key, got, want)
-		}
-	}
-}
-
 // A node killed and restarted keeps its data (AOF) and its slots; while it
 // is down only its own slots fail (cluster-require-full-coverage no).
 func TestClusterNodeRestartKeepsDataAndOtherSlotsServe(t *testing.T) {

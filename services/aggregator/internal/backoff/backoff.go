@@ -4,7 +4,6 @@
 package backoff
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -47,16 +46,3 @@ func (b *Backoff) Next() time.Duration {
 
 // Reset starts over at Min after a success.
 func (b *Backoff) Reset() { b.attempt = 0 }
-
-// Sleep waits Next() or until ctx ends; it reports whether the full delay
-// passed.
-func (b *Backoff) Sleep(ctx context.Context) bool {
-	t := time.NewTimer(b.Next())
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -1,7 +1,6 @@
 package backoff_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -24,14 +23,5 @@ func TestDelaysGrowWithinBounds(t *testing.T) {
 	b.Reset()
 	if d := b.Next(); d > 100*time.Millisecond {
 		t.Errorf("after Reset delay = %s, want <= Min", d)
-	}
-}
-
-func TestSleepStopsOnCancel(t *testing.T) {
-	b := backoff.Backoff{Min: time.Hour, Max: time.Hour}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if b.Sleep(ctx) {
-		t.Error("Sleep reported a full delay on a cancelled context")
 	}
 }

@@ -102,7 +102,7 @@ func TestClusterIngestPartitionsAndExactLimit(t *testing.T) {
 				}
 				wantLen[p] += int64(len(ids))
 			}
-			if redistest.Slot(e.keys.RateLimit(p, client)) != redistest.Slot(e.keys.Stream(p)) {
+			if e.cluster.Slot(t, e.keys.RateLimit(p, client)) != e.cluster.Slot(t, e.keys.Stream(p)) {
 				t.Fatalf("rate-limit key and stream of partition %d are in different slots", p)
 			}
 			if n := e.rdb.Get(ctx, e.keys.RateLimit(p, client)).Val(); n != "4" {
