@@ -18,7 +18,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
@@ -65,24 +64,11 @@ func startKeyed(t *testing.T, environ map[string]string) *keyed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb, err := redisclient.New(cfg.Redis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
 	hook := &countHook{}
-	rdb.AddHook(hook)
 	k := &keyed{cfg: cfg, logs: &syncBuffer{}, access: &syncBuffer{}, commands: &hook.n}
 	log := slog.New(slog.NewJSONHandler(k.logs, nil))
 	log.Info("starting api", cfg.Describe()...)
-	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := server.New(server.Deps{Config: cfg, Store: st, Log: log, AccessLog: k.access})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := buildAPI(t, server.Deps{Config: cfg, Log: log, AccessLog: k.access}, hook)
 	api := httptest.NewServer(h)
 	t.Cleanup(h.Close)
 	t.Cleanup(api.Close)

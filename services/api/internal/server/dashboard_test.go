@@ -5,16 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
-	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
 	"github.com/resilientanalytics/ra/services/api/internal/server"
 )
@@ -53,19 +50,7 @@ func TestRunEndsLiveStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb, err := redisclient.New(cfg.Redis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := server.New(server.Deps{Config: cfg, Store: st, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := buildAPI(t, server.Deps{Config: cfg})
 	ts := httptest.NewServer(api)
 	t.Cleanup(api.Close)
 	t.Cleanup(ts.Close)

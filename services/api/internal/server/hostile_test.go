@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/resilientanalytics/ra/pkg/httpserver"
-	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/config"
@@ -169,19 +167,7 @@ func serveEdge(t *testing.T, hcfg httpserver.Config) (addr string, streamLen fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb, err := redisclient.New(cfg.Redis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := server.New(server.Deps{Config: cfg, Store: st, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := buildAPI(t, server.Deps{Config: cfg})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

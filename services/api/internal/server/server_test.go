@@ -38,23 +38,37 @@ func serveAPI(t *testing.T, environ map[string]string) (*httptest.Server, config
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb, err := redisclient.New(cfg.Redis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := server.New(server.Deps{Config: cfg, Store: st, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := buildAPI(t, server.Deps{Config: cfg})
 	api := httptest.NewServer(h)
 	t.Cleanup(h.Close) // runs after api.Close: the server drains first
 	t.Cleanup(api.Close)
 	return api, cfg
+}
+
+// buildAPI builds the api as main does from d.Config (a client from
+// REDIS_URL, the store, server.New), with hooks on the client; d.Log
+// defaults to a discarding logger. The client closes when the test ends.
+func buildAPI(t *testing.T, d server.Deps, hooks ...redis.Hook) *server.API {
+	t.Helper()
+	rdb, err := redisclient.New(d.Config.Redis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	for _, h := range hooks {
+		rdb.AddHook(h)
+	}
+	if d.Store, err = store.New(rdb, d.Config.StreamKey, d.Config.Partitions); err != nil {
+		t.Fatal(err)
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	h, err := server.New(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 func start(t *testing.T, environ map[string]string) *env {
