@@ -185,6 +185,14 @@ func (s *stack) redis(service string, args []string, cmds ...string) ([]any, err
 	if err != nil {
 		return nil, err
 	}
+	// -c prints its redirects among the replies.
+	var kept [][]byte
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		if !bytes.HasPrefix(line, []byte("-> Redirected")) {
+			kept = append(kept, line)
+		}
+	}
+	out = bytes.Join(kept, []byte("\n"))
 	dec := json.NewDecoder(bytes.NewReader(out))
 	var replies []any
 	for {

@@ -36,11 +36,12 @@ func Check(ctx context.Context) error {
 // returns its standard output. A failure's error carries the command and
 // its standard error.
 func Docker(ctx context.Context, in io.Reader, args ...string) ([]byte, error) {
-	return run(ctx, nil, in, args...)
+	return run(ctx, "", nil, in, args...)
 }
 
-func run(ctx context.Context, env []string, in io.Reader, args ...string) ([]byte, error) {
+func run(ctx context.Context, dir string, env []string, in io.Reader, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Dir = dir
 	if env != nil {
 		cmd.Env = env
 	}

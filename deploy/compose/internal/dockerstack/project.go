@@ -15,7 +15,7 @@ import (
 )
 
 // Project is one compose project: `docker compose -p Name [-f File...]`
-// run in Dir with exactly Env as the interpolation source (plus what the
+// run in Dir, as a user types it there, with exactly Env as the interpolation source (plus what the
 // docker CLI itself needs), and an empty --env-file so a developer's .env
 // cannot change the outcome.
 type Project struct {
@@ -36,15 +36,15 @@ func (p *Project) compose(ctx context.Context, in io.Reader, args ...string) ([]
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
 		return nil, err
 	}
-	full := []string{"compose", "--project-directory", p.Dir, "-p", p.Name, "--env-file", empty}
+	full := []string{"compose", "-p", p.Name, "--env-file", empty}
 	for _, f := range p.Files {
-		full = append(full, "-f", filepath.Join(p.Dir, f))
+		full = append(full, "-f", f)
 	}
 	env := baseEnv()
 	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
 		env = append(env, k+"="+p.Env[k])
 	}
-	return run(ctx, env, in, append(full, args...)...)
+	return run(ctx, p.Dir, env, in, append(full, args...)...)
 }
 
 // Exec runs a command in the first container of service (no TTY) with
