@@ -365,8 +365,8 @@ func metrics(typ string, n int, v float64) string {
 }
 
 // clientIP is the i-th made-up client address, from the benchmarking range
-// 198.18.0.0/15 (only ever a header value, never a peer). Callers give each
-// client at most four requests, inside its rate limit.
+// 198.18.0.0/15 (only ever a header value, never a peer). Each scenario
+// takes its own range of i, so no client passes its rate limit.
 func clientIP(i int) string {
 	return fmt.Sprintf("198.%d.%d.%d", 18+i/65536%2, i/256%256, i%256)
 }

@@ -86,7 +86,7 @@ func TestComposeStack(t *testing.T) {
 		}
 		// The consumer is <hostname>-<pid>; the service is pid 1.
 		consumer := strings.TrimSpace(string(host)) + "-1"
-		l := startLoad(s.base, "kill_load", 1000, 10)
+		l := startLoad(s.base, "kill_load", 50000, 10)
 		// The victim must die holding entries. Frozen while blocked in
 		// XREADGROUP it still gets a batch (Redis delivers it to the
 		// socket), and frozen mid-batch it holds that one: pause it until
@@ -125,14 +125,14 @@ func TestComposeStack(t *testing.T) {
 		// appendfsync everysec: give the AOF its second before the kill.
 		time.Sleep(3 * time.Second)
 		s.compose("kill", "redis")
-		r := mustCall(t, http.MethodPost, s.base+"/api/metrics", metrics("after_redis", 1, 1), clientIP(5000))
+		r := mustCall(t, http.MethodPost, s.base+"/api/metrics", metrics("after_redis", 1, 1), clientIP(100000))
 		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
 			t.Errorf("POST with Redis down: %d (Retry-After %q) %s, want 503 with Retry-After", r.status, r.header.Get("Retry-After"), r.body)
 		}
 		s.compose("start", "redis")
 		s.waitHealthy("redis", 1, 60*time.Second)
 		eventually(t, 60*time.Second, func() bool {
-			r, err := call(http.MethodPost, s.base+"/api/metrics", metrics("after_redis", 1, 1), clientIP(5001))
+			r, err := call(http.MethodPost, s.base+"/api/metrics", metrics("after_redis", 1, 1), clientIP(100001))
 			return err == nil && r.status == http.StatusCreated
 		}, func() string { return "the api never took a metric again after Redis came back" })
 		if after := s.counts(types...); fmt.Sprint(after) != fmt.Sprint(before) {
