@@ -72,6 +72,7 @@ func requireDocker(t *testing.T) dockerstack.Images {
 	if setup.err != nil {
 		t.Fatal(setup.err)
 	}
+	t.Logf("images:\n%s", setup.images)
 	return setup.images
 }
 

@@ -366,7 +366,7 @@ exec "$@"
 func RedisStandIn() (StandIn, error) {
 	server, err := exec.LookPath("redis-server")
 	if err != nil {
-		return StandIn{}, fmt.Errorf("Debian's redis-server: %w", err)
+		return StandIn{}, fmt.Errorf("redis-server (Debian package redis-server): %w", err)
 	}
 	out, err := exec.Command(server, "--version").Output()
 	if err != nil {
