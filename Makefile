@@ -6,7 +6,7 @@ GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS ?= -race -count=1 -timeout 8m
 
-.PHONY: help build test run lint bench bench-go clean fuzz
+.PHONY: help build test compose-test run lint bench bench-go clean fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ build: ## build static bin/api, bin/aggregator, bin/healthcheck
 
 test: ## run every test with -race against a real redis-server each package starts
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
+
+compose-test: ## only the container tests: the compose files under a real Docker engine (deploy/ci/docker.sh sets one up)
+	cd deploy/compose && REQUIRE_DOCKER=$${REQUIRE_DOCKER:-1} $(GO) test -count=1 -timeout 15m -v ./containers/...
 
 run: build ## run api + aggregator against REDIS_URL (starts a Redis when none answers)
 	cd deploy/compose && $(GO) build -o ../../bin/devrun ./devrun

@@ -12,6 +12,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/resilientanalytics/ra/deploy/compose/internal/dockerstack"
+
 	"github.com/resilientanalytics/ra/pkg/config"
 	aggconfig "github.com/resilientanalytics/ra/services/aggregator/config"
 	apiconfig "github.com/resilientanalytics/ra/services/api/config"
@@ -286,17 +288,24 @@ func TestDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	ins := instructions(string(b))
+	if strings.HasPrefix(string(b), "# syntax=") || strings.Contains(string(b), "\n# syntax=") {
+		t.Error("Dockerfile has a `# syntax=` line: it pulls a frontend image, which fails without a registry")
+	}
+	defaults := globalArgs(ins)
 	var froms []string
 	for _, in := range ins {
 		if in.cmd == "FROM" {
-			froms = append(froms, in.args)
+			froms = append(froms, expandArgs(in.args, defaults))
 		}
 	}
 	if len(froms) < 2 {
 		t.Fatalf("FROM lines %q: want a multi-stage build", froms)
 	}
-	if final := froms[len(froms)-1]; final != "gcr.io/distroless/static-debian12:nonroot" {
-		t.Errorf("final stage FROM %q, want gcr.io/distroless/static-debian12:nonroot", final)
+	if first, _, _ := strings.Cut(froms[0], " "); first != dockerstack.DefaultGoImage {
+		t.Errorf("build stage FROM %q, want %s by default", first, dockerstack.DefaultGoImage)
+	}
+	if final := froms[len(froms)-1]; final != dockerstack.DefaultRuntimeImage {
+		t.Errorf("final stage FROM %q, want %s by default", final, dockerstack.DefaultRuntimeImage)
 	}
 	final := ins[lastIndex(ins, "FROM"):]
 	want := map[string]*regexp.Regexp{
@@ -347,6 +356,75 @@ func TestDockerignoreKeepsTheBuildInputs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestImageVariables: the images are variables with today's defaults, for
+// mirrors and air gaps. REDIS_IMAGE sets every Redis of both compose files;
+// GO_IMAGE and RUNTIME_IMAGE reach the Dockerfile as build args of both
+// services, with the Dockerfile's own ARG defaults when unset.
+func TestImageVariables(t *testing.T) {
+	b, err := os.ReadFile(dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := globalArgs(instructions(string(b)))
+	for _, v := range []string{"GO_IMAGE", "RUNTIME_IMAGE"} {
+		if _, ok := args[v]; !ok {
+			t.Errorf("Dockerfile has no ARG %s before its first FROM", v)
+		}
+	}
+	set := map[string]string{"REDIS_IMAGE": "mirror.example/redis:7", "GO_IMAGE": "mirror.example/golang:1", "RUNTIME_IMAGE": "mirror.example/static:nonroot"}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want map[string]string
+	}{
+		{"defaults", nil, map[string]string{"REDIS_IMAGE": dockerstack.DefaultRedisImage, "GO_IMAGE": args["GO_IMAGE"], "RUNTIME_IMAGE": args["RUNTIME_IMAGE"]}},
+		{"set", set, set},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, file := range []string{composeFile, rootCompose, clusterComposeFile} {
+				p := loadProject(t, file, tc.env)
+				for name, svc := range p.Services {
+					if svc.Build == nil {
+						if svc.Image != tc.want["REDIS_IMAGE"] {
+							t.Errorf("%s %s: image %q, want %q", file, name, svc.Image, tc.want["REDIS_IMAGE"])
+						}
+						continue
+					}
+					for _, v := range []string{"GO_IMAGE", "RUNTIME_IMAGE"} {
+						if got := svc.Build.Args[v]; got == nil || *got != tc.want[v] {
+							t.Errorf("%s %s: build arg %s = %v, want %q", file, name, v, got, tc.want[v])
+						}
+					}
+				}
+			}
+		})
+	}
+	if args["GO_IMAGE"] != dockerstack.DefaultGoImage || args["RUNTIME_IMAGE"] != dockerstack.DefaultRuntimeImage {
+		t.Errorf("Dockerfile defaults %v, the container tests' %s and %s", args, dockerstack.DefaultGoImage, dockerstack.DefaultRuntimeImage)
+	}
+}
+
+// globalArgs returns the defaults of the ARGs before the first FROM (the
+// only ones a FROM line can use).
+func globalArgs(ins []instruction) map[string]string {
+	out := map[string]string{}
+	for _, in := range ins {
+		if in.cmd == "FROM" {
+			break
+		}
+		if in.cmd == "ARG" {
+			k, v, _ := strings.Cut(in.args, "=")
+			out[k] = strings.Trim(v, `"`)
+		}
+	}
+	return out
+}
+
+// expandArgs replaces ${NAME} and $NAME by the ARG defaults.
+func expandArgs(s string, args map[string]string) string {
+	return os.Expand(s, func(k string) string { return args[k] })
 }
 
 // instruction is one Dockerfile instruction with continuations joined.

@@ -1,7 +1,8 @@
 // Package compose holds the deploy tests: the compose file checked against
 // the services' config structs, the Dockerfile's essentials, and an
 // end-to-end run of the stack as processes with the environment compose
-// gives them. The devrun subpackage is `make run`.
+// gives them. The devrun subpackage is `make run`; the containers
+// subpackage runs the compose files under a real Docker engine.
 package compose
 
 import (
