@@ -6,7 +6,7 @@ GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_FLAGS ?= -race -count=1 -timeout 8m
 
-.PHONY: help build test compose-test run lint bench bench-go clean fuzz
+.PHONY: help build test compose-test run lint bench bench-go clean fuzz chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ fuzz: ## run each fuzz target for 30s
 	cd services/api && $(GO) test -run '^$$' -fuzz 'FuzzParse$$' -fuzztime 30s ./internal/window
 	cd services/api && $(GO) test -run '^$$' -fuzz 'FuzzAccessLogPath$$' -fuzztime 30s ./internal/middleware
 	cd services/api && $(GO) test -run '^$$' -fuzz 'FuzzParseEntry$$' -fuzztime 30s ./internal/apikey
+	cd services/api && $(GO) test -run '^$$' -fuzz 'FuzzParse$$' -fuzztime 30s ./internal/idempotency
+
+chaos: ## 60s, 64 clients retrying with Idempotency-Key while an aggregator and Redis are killed and Redis frozen: exact totals
+	cd deploy/compose && CHAOS_DURATION=60s CHAOS_CLIENTS=64 $(GO) test -count=1 -timeout 10m -run '^TestChaosExactlyOnce$$' -v .
 
 clean: ## remove build output
 	rm -rf bin

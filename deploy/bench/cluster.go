@@ -32,7 +32,7 @@ type clusterResult struct {
 	single4Drain  drainResult
 }
 
-// benchCluster is a local Redis Cluster of masters only, AOF everysec like
+// benchCluster is a local Redis Cluster of masters only, AOF always like
 // the single node.
 type benchCluster struct {
 	nodes []*redisproc.Server

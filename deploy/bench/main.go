@@ -2,14 +2,15 @@
 // of the machine it runs on, in one run, and writes docs/benchmarks.md and
 // docs/benchmarks.svg.
 //
-// It starts its own redis-server (AOF on, appendfsync everysec, as compose
+// It starts its own redis-server (AOF on, appendfsync always, as compose
 // runs it), then one step after another: the HTTP limit (a bare net/http
 // handler, re-executed from this binary), single-metric ingest through
 // bin/api with the rate limiter on, batch ingest, cached summary reads, the
 // aggregator's drain of 200,000 pre-filled entries (one and two replicas)
 // against the apply script's replay limit, the same ingest and drain with
 // STREAM_PARTITIONS=4 on a 3-master Redis Cluster (the partitioning and
-// routing overhead), and redis-benchmark XADD. Redis
+// routing overhead), redis-benchmark XADD, and ingest under appendfsync
+// always beside everysec (durability.go). Redis
 // is flushed between steps and the aggregator only runs in its own step.
 // Everything stays on loopback and every step is bounded in time.
 package main
@@ -41,6 +42,7 @@ type options struct {
 	conns             []int
 	drainEntries      int
 	quick             bool
+	durabilityOnly    bool
 }
 
 func main() {
@@ -53,6 +55,7 @@ func main() {
 	flag.StringVar(&conns, "conns", "16,64,256", "connection counts for the single-metric steps")
 	flag.IntVar(&o.drainEntries, "drain", 200_000, "entries pre-filled for the drain step")
 	flag.BoolVar(&o.quick, "quick", false, "run only the HTTP limit and the api steps, write no report")
+	flag.BoolVar(&o.durabilityOnly, "durability-only", false, "run only the durability step (always beside everysec), write no report")
 	flag.StringVar(&serve, "serve-baseline", "", "internal: serve the baseline handler on this address")
 	flag.StringVar(&serveWait, "serve-baseline-wait", "", "internal: with -serve-baseline, wait for a shared PING to this Redis address")
 	flag.Parse()
@@ -91,12 +94,13 @@ type report struct {
 	// summaryBase is the HTTP limit measured in turns with the summary step.
 	summaryBase result
 	apiRSS      int64
-	drain       [2]drainResult // one replica, two replicas
-	replay      float64        // apply script entries/s, called directly (mean of replayRuns)
-	replayRuns  [2]float64     // the replay limit before and after the drains
-	xadd        float64        // redis-benchmark XADD, one per round trip
-	xaddP16     float64        // redis-benchmark XADD, 16-deep pipelines
-	cluster     *clusterResult // nil when the cluster step did not run
+	drain       [2]drainResult  // one replica, two replicas
+	replay      float64         // apply script entries/s, called directly (mean of replayRuns)
+	replayRuns  [2]float64      // the replay limit before and after the drains
+	xadd        float64         // redis-benchmark XADD, one per round trip
+	xaddP16     float64         // redis-benchmark XADD, 16-deep pipelines
+	cluster     *clusterResult  // nil when the cluster step did not run
+	durability  []durabilityRow // appendfsync always beside everysec (durability.go)
 	redisVer    string
 	totalTime   time.Duration
 }
@@ -116,6 +120,9 @@ func (d drainResult) rate() float64 {
 
 func run(ctx context.Context, o options) error {
 	rep := &report{started: time.Now()}
+	if o.durabilityOnly {
+		return stepDurability(ctx, o, rep)
+	}
 	dir, err := os.MkdirTemp("", "ra-bench-")
 	if err != nil {
 		return err
@@ -129,7 +136,7 @@ func run(ctx context.Context, o options) error {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 30 * time.Second})
 	defer rdb.Close()
 	rep.redisVer = redisVersion(ctx, rdb)
-	fmt.Printf("bench: redis-server %s on %s (AOF everysec)\n", rep.redisVer, srv.Addr())
+	fmt.Printf("bench: redis-server %s on %s (AOF, appendfsync always)\n", rep.redisVer, srv.Addr())
 
 	if err := stepAPI(ctx, o, rep, srv.URL(), rdb); err != nil {
 		return err
@@ -149,6 +156,9 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("cluster step: %w", err)
 	}
 	stepRedisLimits(ctx, o, rep, srv)
+	if err := stepDurability(ctx, o, rep); err != nil {
+		return fmt.Errorf("durability step: %w", err)
+	}
 	rep.totalTime = time.Since(rep.started)
 	return writeReport(o, rep)
 }

@@ -49,7 +49,7 @@ func (r *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("%s\n## Latest `make bench` run\n\n", beginMarker)
-	w("Measured %s on %s, redis-server %s with AOF (`appendfsync everysec`); the load generator, the\n", r.started.UTC().Format("2006-01-02 15:04 MST"), machine(), r.redisVer)
+	w("Measured %s on %s, redis-server %s with AOF (`appendfsync always`); the load generator, the\n", r.started.UTC().Format("2006-01-02 15:04 MST"), machine(), r.redisVer)
 	w("server under test and Redis share the machine. The whole run took %s. Reproduce with `make bench`.\n", r.totalTime.Round(time.Second))
 	w("Absolute figures drift between runs and machines; the **ratios** to the limits measured in the same run are what we track.\n")
 	w("Each ratio to the HTTP limit compares two loads measured in %d alternating turns, so a drift in the machine's speed\n", sliceRounds)
@@ -105,6 +105,7 @@ func (r *report) markdown() string {
 			r.drain[0].rate(), c.single4Drain.rate(), c.drain.rate(), overhead(r.drain[0].rate(), c.drain.rate()),
 			overhead(c.single4Drain.rate(), c.drain.rate()))
 	}
+	r.durabilityTable(w)
 	w("![throughput and p99 against connections](benchmarks.svg)\n%s\n", endMarker)
 	return b.String()
 }

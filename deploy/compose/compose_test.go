@@ -225,7 +225,7 @@ func TestRedisService(t *testing.T) {
 		t.Errorf("image %q: want the official image pinned to a 7.x.y tag", r.Image)
 	}
 	cmd := strings.Join(r.Command, " ")
-	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"} {
+	for _, want := range []string{"--appendonly yes", "--appendfsync always", "--maxmemory-policy noeviction"} {
 		if !strings.Contains(cmd, want) {
 			t.Errorf("command %q lacks %q", cmd, want)
 		}

@@ -25,13 +25,32 @@ var ErrNoBinary = errors.New("redis-server not found on PATH")
 type Options struct {
 	// Dir holds the AOF and log; required.
 	Dir string
-	// AOF turns on appendonly with appendfsync everysec (as compose runs it).
+	// AOF turns on appendonly, with appendfsync Fsync: a process that is
+	// killed and restarted reloads every write Redis acknowledged.
 	AOF bool
+	// Fsync is the appendfsync policy when AOF is on: FsyncAlways (the
+	// default, as compose runs it), FsyncEverysec or FsyncNo. Only a
+	// benchmark or a test that compares them needs another than always.
+	Fsync string
 	// Port to bind on 127.0.0.1; 0 picks a free one.
 	Port int
 	// Args are extra redis-server arguments, e.g. "--maxmemory", "10mb".
 	Args []string
 }
+
+// The appendfsync policies.
+const (
+	// FsyncAlways fsyncs the AOF before Redis replies to a write (in
+	// practice once per event-loop pass, for all the writes it carried):
+	// an acknowledged write survives a crash of Redis or of the host.
+	FsyncAlways = "always"
+	// FsyncEverysec fsyncs about once a second; Redis may acknowledge
+	// writes that a kill of the process then loses (it postpones the AOF
+	// write while a background fsync is pending but still replies).
+	FsyncEverysec = "everysec"
+	// FsyncNo leaves flushing to the kernel.
+	FsyncNo = "no"
+)
 
 // Server is one redis-server process. Its methods are safe for concurrent use.
 type Server struct {
@@ -72,6 +91,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("redisproc: Options.Dir is required")
 	}
+	switch opts.Fsync {
+	case "":
+		opts.Fsync = FsyncAlways
+	case FsyncAlways, FsyncEverysec, FsyncNo:
+	default:
+		return nil, fmt.Errorf("redisproc: Options.Fsync must be always, everysec or no, got %q", opts.Fsync)
+	}
 	if opts.Port == 0 {
 		if opts.Port, err = FreePort(); err != nil {
 			return nil, err
@@ -104,7 +130,7 @@ func (s *Server) args() []string {
 		"--maxmemory-policy", "noeviction",
 	}
 	if s.opts.AOF {
-		a = append(a, "--appendonly", "yes", "--appendfsync", "everysec")
+		a = append(a, "--appendonly", "yes", "--appendfsync", s.opts.Fsync)
 	} else {
 		a = append(a, "--appendonly", "no")
 	}
@@ -182,6 +208,9 @@ func (s *Server) signal(sig syscall.Signal) error {
 		return nil
 	}
 	_ = cmd.Process.Signal(sig)
+	// A paused process cannot act on SIGTERM until it runs again; SIGKILL
+	// needs no help.
+	_ = cmd.Process.Signal(syscall.SIGCONT)
 	select {
 	case <-exited:
 		return nil
@@ -197,6 +226,29 @@ func (s *Server) Stop() error { return s.signal(syscall.SIGTERM) }
 
 // Kill ends Redis at once (SIGKILL), as a crash would.
 func (s *Server) Kill() error { return s.signal(syscall.SIGKILL) }
+
+// Pause stops the process with SIGSTOP: the kernel still accepts
+// connections and buffers what clients send, but Redis answers nothing
+// until Resume. That is how a stalled Redis (a long fork, a swapped-out
+// host, a stuck disk) looks to a client: its writes are sent, and then no
+// reply comes.
+func (s *Server) Pause() error { return s.sendRunning(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT); it then runs what it
+// received meanwhile and replies.
+func (s *Server) Resume() error { return s.sendRunning(syscall.SIGCONT) }
+
+func (s *Server) sendRunning(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return errors.New("redisproc: server is not running")
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("redisproc: send %v: %w", sig, err)
+	}
+	return nil
+}
 
 // Restart starts a stopped or killed server again on the same port and
 // directory (so an AOF is reloaded).

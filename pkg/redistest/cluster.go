@@ -28,16 +28,17 @@ type ClusterOptions struct {
 	// NodeTimeout is cluster-node-timeout (default 2s: a short failure
 	// detection keeps fault tests fast).
 	NodeTimeout time.Duration
-	// AppendFsyncAlways uses appendfsync always instead of everysec, so a
-	// SIGKILLed node loses no acknowledged write (fault tests that demand
-	// exact totals after a kill).
+	// AppendFsyncAlways asks for appendfsync always, so a SIGKILLed node
+	// loses no acknowledged write. Every node runs always now (redisproc's
+	// default); the field stays for the tests that say so explicitly.
 	AppendFsyncAlways bool
 	// Args are extra redis-server arguments for every node.
 	Args []string
 }
 
 // Cluster is a Redis Cluster of masters only (no replicas), each a
-// redis-server process on a free loopback port with AOF on, so a node can
+// redis-server process on a free loopback port with AOF on (appendfsync
+// always), so a node can
 // be stopped or killed and restarted with its data and its cluster identity
 // (nodes.conf in its own directory).
 type Cluster struct {

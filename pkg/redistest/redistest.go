@@ -21,8 +21,12 @@ import (
 
 // Options configure the server a test gets.
 type Options struct {
-	// AOF turns on appendonly (everysec) so data survives Kill + Restart.
+	// AOF turns on appendonly, so data survives Kill + Restart.
 	AOF bool
+	// Fsync is appendfsync with AOF on: "" or redisproc.FsyncAlways (every
+	// acknowledged write survives a kill), redisproc.FsyncEverysec or
+	// redisproc.FsyncNo.
+	Fsync string
 	// Args are extra redis-server arguments.
 	Args []string
 }
@@ -54,7 +58,7 @@ func StartWith(tb testing.TB, opts Options) *Server {
 		tb.Cleanup(m.Close)
 		return &Server{tb: tb, mini: m}
 	}
-	proc, err := redisproc.Start(context.Background(), redisproc.Options{Dir: tb.TempDir(), AOF: opts.AOF, Args: opts.Args})
+	proc, err := redisproc.Start(context.Background(), redisproc.Options{Dir: tb.TempDir(), AOF: opts.AOF, Fsync: opts.Fsync, Args: opts.Args})
 	if err != nil {
 		tb.Fatalf("start redis-server: %v", err)
 	}
@@ -127,3 +131,29 @@ func (s *Server) Restart(tb testing.TB) {
 		tb.Fatalf("restart redis: %v", err)
 	}
 }
+
+// Pause freezes Redis with SIGSTOP: connections are still accepted and
+// commands sent, but no reply comes until Resume. Resume runs at the end
+// of the test too, so a paused server is always stopped cleanly.
+func (s *Server) Pause(tb testing.TB) {
+	tb.Helper()
+	s.RequireReal(tb)
+	if err := s.proc.Pause(); err != nil {
+		tb.Fatalf("pause redis: %v", err)
+	}
+	tb.Cleanup(func() { _ = s.proc.Resume() })
+}
+
+// Resume continues a paused Redis (SIGCONT).
+func (s *Server) Resume(tb testing.TB) {
+	tb.Helper()
+	s.RequireReal(tb)
+	if err := s.proc.Resume(); err != nil {
+		tb.Fatalf("resume redis: %v", err)
+	}
+}
+
+// Proc is the redis-server process (nil for the embedded fallback), for
+// tests that signal it from another goroutine, where tb.Fatal must not be
+// called.
+func (s *Server) Proc() *redisproc.Server { return s.proc }

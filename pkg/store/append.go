@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,10 +17,6 @@ import (
 	"github.com/resilientanalytics/ra/pkg/metric"
 )
 
-// ErrUnavailable wraps every failure to reach or use Redis: a read got no
-// answer, or Redis did not acknowledge an append.
-var ErrUnavailable = errors.New("metrics store unavailable")
-
 // Limit is a fixed-window quota: Max requests per Window for one client.
 // A zero Limit switches counting off.
 type Limit struct {
@@ -25,11 +24,41 @@ type Limit struct {
 	Window time.Duration
 }
 
+// Idempotency is a request's Idempotency-Key; the zero value is none.
+type Idempotency struct {
+	// Key is the key as the client sent it (unquoted); "" means none.
+	Key string
+	// Fingerprint is the SHA-256 of the request body (after any
+	// Content-Encoding is removed): a record with another fingerprint is
+	// another request reusing the key.
+	Fingerprint [sha256.Size]byte
+	// TTL is how long the record is kept (IDEMPOTENCY_TTL, >= 1ms).
+	TTL time.Duration
+}
+
+// IdempotencyStatus says what a request's Idempotency-Key record did.
+type IdempotencyStatus uint8
+
+const (
+	// IdemNone: the request carried no key, or none was recorded under
+	// it yet (then it ran as any request, and a 201 recorded it).
+	IdemNone IdempotencyStatus = iota
+	// IdemReplayed: the key's record matched: nothing was counted or
+	// written, and IDs are the original ids.
+	IdemReplayed
+	// IdemKeyReused: the key's record is another body's: nothing was
+	// counted or written, IDs is empty.
+	IdemKeyReused
+)
+
 // AppendResult is what Redis answered for one request.
 type AppendResult struct {
-	// Allowed is false when the client was over its quota: nothing was
-	// appended and IDs is empty.
+	// Allowed is false when the client was over its quota (nothing was
+	// appended and IDs is empty) or when its Idempotency-Key belongs to
+	// another body (Idempotency is IdemKeyReused).
 	Allowed bool
+	// Idempotency is what the request's Idempotency-Key record did.
+	Idempotency IdempotencyStatus
 	// Count is the client's request count in the current window,
 	// including this one (-1 when the limit is off).
 	Count int64
@@ -50,6 +79,11 @@ type AppendCall struct {
 	n      int
 	values []any // n * len(entryFieldNames) entry values
 
+	// idemKey is the record key ("" = no Idempotency-Key), fp the hex
+	// fingerprint and idemTTL its TTL in milliseconds.
+	idemKey, fp string
+	idemTTL     int64
+
 	// Result and Err are set by AppendMany.
 	Result AppendResult
 	Err    error
@@ -59,13 +93,20 @@ type AppendCall struct {
 // the hot path.
 var callPool = sync.Pool{New: func() any { return new(AppendCall) }}
 
-// NewAppendCall prepares the append of ms for client under limit. Release
-// it once its outcome has been read.
-func (s *Store) NewAppendCall(client string, limit Limit, ms []metric.Metric) *AppendCall {
+// NewAppendCall prepares the append of ms for client under limit, with
+// idem's record when idem.Key is set. Release it once its outcome has been
+// read.
+func (s *Store) NewAppendCall(client string, limit Limit, ms []metric.Metric, idem Idempotency) *AppendCall {
 	c := callPool.Get().(*AppendCall)
 	c.part = s.PartitionOf(client)
 	c.rlKey = s.rlPrefixes[c.part] + client
 	c.limit, c.n = limit, len(ms)
+	c.idemKey, c.fp, c.idemTTL = "", "", 0
+	if idem.Key != "" {
+		c.idemKey = s.keys.Idempotency(c.part, client, idem.Key)
+		c.fp = hex.EncodeToString(idem.Fingerprint[:])
+		c.idemTTL = max(idem.TTL.Milliseconds(), 1)
+	}
 	c.values = slices.Grow(c.values[:0], len(ms)*len(entryFieldNames))
 	for _, m := range ms {
 		c.values = appendEntryValues(c.values, m)
@@ -103,10 +144,15 @@ func PartitionOf(client string, n int) int {
 }
 
 // Append counts one request against client's quota and, when allowed,
-// appends ms to the client's partition stream, in one script call. It is
-// never retried: a retry after a timeout could store the metrics twice.
-func (s *Store) Append(ctx context.Context, client string, limit Limit, ms []metric.Metric) (AppendResult, error) {
-	c := s.NewAppendCall(client, limit, ms)
+// appends ms to the client's partition stream, in one script call. With
+// idem.Key set, the same call first looks up the client's record of that
+// key (a replay or a reused key counts and writes nothing) and, after a
+// successful append, records the ids under it. It is never retried: a
+// retry after a timeout could store the metrics twice. An error wraps
+// ErrUnavailable when the append certainly did not run, else
+// ErrOutcomeUnknown.
+func (s *Store) Append(ctx context.Context, client string, limit Limit, ms []metric.Metric, idem Idempotency) (AppendResult, error) {
+	c := s.NewAppendCall(client, limit, ms, idem)
 	s.AppendMany(ctx, []*AppendCall{c})
 	res, err := c.Result, c.Err
 	c.Release()
@@ -148,6 +194,9 @@ func (s *Store) AppendMany(ctx context.Context, calls []*AppendCall) {
 	if len(groups) == 0 {
 		return
 	}
+	for _, g := range groups {
+		g.addIdempotency()
+	}
 	s.execAppend(ctx, groups, false)
 	var retry []*appendGroup
 	for _, g := range groups {
@@ -160,6 +209,22 @@ func (s *Store) AppendMany(ctx context.Context, calls []*AppendCall) {
 	}
 	for _, g := range groups {
 		g.deliver()
+	}
+}
+
+// addIdempotency appends the Idempotency-Key part of the script's KEYS and
+// ARGV: every request's record key (the stream again when it has none), then
+// its fingerprint and TTL after all the requests.
+func (g *appendGroup) addIdempotency() {
+	for _, c := range g.calls {
+		if c.idemKey == "" {
+			g.keys = append(g.keys, g.keys[0])
+		} else {
+			g.keys = append(g.keys, c.idemKey)
+		}
+	}
+	for _, c := range g.calls {
+		g.args = append(g.args, c.fp, c.idemTTL)
 	}
 }
 
@@ -201,43 +266,106 @@ func (g *appendGroup) deliver() {
 	if err == nil && len(replies) != len(g.calls) {
 		err = fmt.Errorf("append.lua answered %d requests of %d", len(replies), len(g.calls))
 	}
+	err = classifyWrite(err)
 	for i, c := range g.calls {
 		if err != nil {
-			c.Err = fmt.Errorf("%w: append %d metrics: %w", ErrUnavailable, c.n, err)
+			c.Err = fmt.Errorf("append %d metrics: %w", c.n, err)
 			continue
 		}
 		raw, ok := replies[i].([]any)
 		if !ok {
-			c.Err = fmt.Errorf("%w: append.lua reply %d is %T", ErrUnavailable, i, replies[i])
+			c.Err = fmt.Errorf("%w: append.lua reply %d is %T", ErrOutcomeUnknown, i, replies[i])
 			continue
 		}
 		c.Result, c.Err = parseAppendReply(raw, c.n)
 	}
 }
 
+// The first value of append.lua's reply per request.
+const (
+	replyLimited  = 0
+	replyAppended = 1
+	replyReplayed = 2
+	replyReused   = 3
+)
+
+// parseAppendReply reads one request's reply. A reply that makes no sense
+// is ErrOutcomeUnknown: the script ran, so the write may have happened.
 func parseAppendReply(raw []any, n int) (AppendResult, error) {
 	if len(raw) < 3 {
-		return AppendResult{}, fmt.Errorf("%w: append.lua replied %d values", ErrUnavailable, len(raw))
+		return AppendResult{}, fmt.Errorf("%w: append.lua replied %d values", ErrOutcomeUnknown, len(raw))
 	}
-	allowed, _ := raw[0].(int64)
+	status, _ := raw[0].(int64)
 	count, _ := raw[1].(int64)
 	pttl, _ := raw[2].(int64)
-	res := AppendResult{Allowed: allowed == 1, Count: count, PTTL: time.Duration(pttl) * time.Millisecond}
-	if !res.Allowed {
+	res := AppendResult{Allowed: status == replyAppended || status == replyReplayed, Count: count, PTTL: time.Duration(pttl) * time.Millisecond}
+	switch status {
+	case replyLimited:
 		return res, nil
+	case replyReused:
+		res.Idempotency = IdemKeyReused
+		return res, nil
+	case replyReplayed:
+		res.Idempotency = IdemReplayed
+		var packed string
+		if len(raw) == 4 {
+			packed, _ = raw[3].(string)
+		}
+		ids, err := unpackIDs(packed, n)
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("%w: append.lua replayed record %q for %d metrics: %w", ErrOutcomeUnknown, packed, n, err)
+		}
+		res.IDs = ids
+		return res, nil
+	case replyAppended:
+	default:
+		return AppendResult{}, fmt.Errorf("%w: append.lua status %d", ErrOutcomeUnknown, status)
 	}
 	if len(raw) != 3+n {
-		return AppendResult{}, fmt.Errorf("%w: append.lua returned %d ids for %d metrics", ErrUnavailable, len(raw)-3, n)
+		return AppendResult{}, fmt.Errorf("%w: append.lua returned %d ids for %d metrics", ErrOutcomeUnknown, len(raw)-3, n)
 	}
 	res.IDs = make([]string, n)
 	for i := range n {
 		id, ok := raw[3+i].(string)
 		if !ok {
-			return AppendResult{}, fmt.Errorf("%w: append.lua id %d is %T", ErrUnavailable, i, raw[3+i])
+			return AppendResult{}, fmt.Errorf("%w: append.lua id %d is %T", ErrOutcomeUnknown, i, raw[3+i])
 		}
 		res.IDs[i] = id
 	}
 	return res, nil
+}
+
+// unpackIDs expands an Idempotency-Key record's ids (append.lua's
+// pack_ids): space-separated ids, where "+k" stands for the k ids that
+// follow the one before it in the same millisecond.
+func unpackIDs(packed string, n int) ([]string, error) {
+	ids := make([]string, 0, n)
+	var ms string
+	var seq uint64
+	for tok := range strings.FieldsSeq(packed) {
+		if run, ok := strings.CutPrefix(tok, "+"); ok {
+			k, err := strconv.Atoi(run)
+			if err != nil || k < 1 || len(ids) == 0 || len(ids)+k > n {
+				return nil, fmt.Errorf("bad run %q", tok)
+			}
+			for range k {
+				seq++
+				ids = append(ids, ms+"-"+strconv.FormatUint(seq, 10))
+			}
+			continue
+		}
+		m, s, ok := strings.Cut(tok, "-")
+		v, err := strconv.ParseUint(s, 10, 64)
+		if !ok || err != nil || m == "" || len(ids) == n {
+			return nil, fmt.Errorf("bad id %q", tok)
+		}
+		ms, seq = m, v
+		ids = append(ids, tok)
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("%d ids for %d metrics", len(ids), n)
+	}
+	return ids, nil
 }
 
 // Values is the number of entry values the call carries (its share of the

@@ -7,6 +7,8 @@
 -- KEYS[1]        stream ({metrics:p}:stream)
 -- KEYS[1+r]      rate-limit counter of request r's client ({metrics:p}:rl:<client>),
 --                r = 1..m; the same client may appear more than once
+-- KEYS[1+m+r]    Idempotency-Key record of request r ({metrics:p}:idem:<hash>),
+--                or KEYS[1] again (unused) when request r carries no key
 -- ARGV[1]        w, the number of fields of a stream entry
 -- ARGV[2..1+w]   the field names
 -- then for each request r: its metric count n_r, its quota max_r (requests
@@ -15,12 +17,19 @@
 -- names are sent once per call rather than with every metric: half the
 -- arguments for Redis to parse. Each request has its own quota (API keys
 -- may carry their own).
+-- then for each request r (after all of the above): fp_r, the hex SHA-256
+-- of its body ('' = no Idempotency-Key), and ttl_r, its record's TTL in
+-- milliseconds.
 --
 -- Returns one array per request: {allowed, count, pttl_ms, id_1..id_n}.
 -- allowed is 1, or 0 when the client is over quota (nothing appended, no
 -- ids). count is the client's request count in the window including this
 -- one and pttl_ms the time until the window ends; both -1 when the limiter
 -- is off for the request. The caller derives remaining and reset from them.
+-- With an Idempotency-Key whose record exists, nothing is counted or
+-- written and the reply is {2, -1, -1, ids} when the record's fingerprint
+-- is fp_r (ids: the original ids, packed as the record keeps them, see
+-- pack_ids), or {3, -1, -1} when it is another body's.
 --
 -- Every argument is checked before the first write: Redis does not roll a
 -- script back when it fails half-way. The window starts at the client's
@@ -28,8 +37,8 @@
 -- without a TTL (PTTL < 0) is re-armed, so none can live forever.
 
 local w = tonumber(ARGV[1])
-local m = #KEYS - 1
-if not w or w < 1 or #ARGV < 1 + w or m < 1 then
+local m = (#KEYS - 1) / 2
+if not w or w < 1 or #ARGV < 1 + w or m < 1 or m ~= math.floor(m) then
   return redis.error_reply('ERR append.lua: bad arguments')
 end
 
@@ -54,6 +63,40 @@ for r = 1, m do
   counts[r], maxes[r], windows[r] = n, max, window
   pos = pos + 3 + n * w
 end
+
+-- Idempotency-Key: arguments ------------------------------------------
+local fps, ttls = {}, {}
+for r = 1, m do
+  local fp, ttl = ARGV[pos], tonumber(ARGV[pos + 1])
+  if fp == nil or (fp ~= '' and (#fp ~= 64 or not ttl or ttl < 1 or ttl ~= math.floor(ttl))) then
+    return redis.error_reply('ERR append.lua: bad idempotency arguments for request ' .. r)
+  end
+  fps[r], ttls[r] = fp, ttl
+  pos = pos + 2
+end
+-- pack_ids keeps a request's ids compact: an id that follows the one
+-- before it in the same millisecond (as XADD * ids of one script call do)
+-- joins a run "+k", so a batch of 1000 costs a few bytes, not 16 KB.
+local function pack_ids(res, n)
+  local parts, run, pms, pseq = {}, 0, nil, nil
+  for e = 1, n do
+    local id = res[3 + e]
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    seq = tonumber(seq)
+    if pms and ms == pms and seq and pseq and seq < 2 ^ 53 and seq == pseq + 1 then
+      run = run + 1
+    else
+      if run > 0 then parts[#parts + 1] = '+' .. run end
+      parts[#parts + 1] = id
+      run = 0
+    end
+    pms, pseq = ms, seq
+  end
+  if run > 0 then parts[#parts + 1] = '+' .. run end
+  return table.concat(parts, ' ')
+end
+-- ---------------------------------------------------------------------
+
 if pos - 1 ~= #ARGV then
   return redis.error_reply('ERR append.lua: argument count does not match the metric counts')
 end
@@ -61,6 +104,20 @@ end
 local out = {}
 pos = first
 for r = 1, m do
+  -- Idempotency-Key: check. A record answers for the request, even one
+  -- written earlier in this call (two requests with one key in a batch).
+  local fp, rec = fps[r], nil
+  if fp ~= '' then
+    rec = redis.call('GET', KEYS[1 + m + r])
+  end
+  if rec then
+    if string.sub(rec, 1, 64) == fp then
+      out[r] = {2, -1, -1, string.sub(rec, 66)}
+    else
+      out[r] = {3, -1, -1}
+    end
+  else
+  -- ---------------------------------------------------------------------
   local n, max, window = counts[r], maxes[r], windows[r]
   local count, pttl = -1, -1
   local allowed = true
@@ -94,6 +151,13 @@ for r = 1, m do
     res = {0, count, pttl}
   end
   out[r] = res
-  pos = pos + 3 + n * w
+  -- Idempotency-Key: record, after the XADDs. Only a 201 is recorded: a
+  -- request over its quota may come back with its key later.
+  if fp ~= '' and res[1] == 1 then
+    redis.call('SET', KEYS[1 + m + r], fp .. ' ' .. pack_ids(res, n), 'PX', ttls[r])
+  end
+  end
+  -- ---------------------------------------------------------------------
+  pos = pos + 3 + counts[r] * w
 end
 return out

@@ -59,7 +59,7 @@ func TestAppendFixedWindow(t *testing.T) {
 	}
 	stored := 0
 	for i, s := range steps {
-		res, err := st.Append(ctx, s.client, limit, metrics(2, "t"))
+		res, err := st.Append(ctx, s.client, limit, metrics(2, "t"), store.Idempotency{})
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
@@ -82,14 +82,14 @@ func TestAppendFixedWindow(t *testing.T) {
 	// A counter that lost its TTL is re-armed by the next request.
 	key := st.Keys().RateLimit(0, "a")
 	rdb.Persist(ctx, key)
-	if _, err := st.Append(ctx, "a", limit, metrics(1, "t")); err != nil {
+	if _, err := st.Append(ctx, "a", limit, metrics(1, "t"), store.Idempotency{}); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 {
 		t.Fatalf("counter without TTL after a request: %s", ttl)
 	}
 	// Off: nothing counted, always stored.
-	res, err := st.Append(ctx, "c", store.Limit{}, metrics(1, "t"))
+	res, err := st.Append(ctx, "c", store.Limit{}, metrics(1, "t"), store.Idempotency{})
 	if err != nil || !res.Allowed || res.Count != -1 || len(res.IDs) != 1 {
 		t.Fatalf("limit off: %+v %v", res, err)
 	}
@@ -109,7 +109,7 @@ func TestAppendManyPerRequestLimits(t *testing.T) {
 		if i%2 == 1 {
 			client, limit = "five", store.Limit{Max: 5, Window: time.Minute}
 		}
-		calls = append(calls, st.NewAppendCall(client, limit, metrics(1, "t")))
+		calls = append(calls, st.NewAppendCall(client, limit, metrics(1, "t"), store.Idempotency{}))
 	}
 	st.AppendMany(ctx, calls)
 	var allowed []bool
@@ -141,7 +141,7 @@ func TestConcurrentAppendsKeepQuotaAndOwnIDs(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res, err := st.Append(context.Background(), client, store.Limit{Max: 10, Window: time.Minute}, metrics(2, "t"+client))
+				res, err := st.Append(context.Background(), client, store.Limit{Max: 10, Window: time.Minute}, metrics(2, "t"+client), store.Idempotency{})
 				if err != nil {
 					errs <- err
 					return
@@ -181,13 +181,13 @@ func TestAppendSurvivesScriptCacheFlush(t *testing.T) {
 	srv := redistest.Start(t)
 	st := serviceStore(t, srv.URL(), false, 1)
 	ctx := context.Background()
-	if _, err := st.Append(ctx, "c", store.Limit{}, metrics(1, "a")); err != nil {
+	if _, err := st.Append(ctx, "c", store.Limit{}, metrics(1, "a"), store.Idempotency{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Client(t).ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := st.Append(ctx, "c", store.Limit{}, metrics(3, "a"))
+	res, err := st.Append(ctx, "c", store.Limit{}, metrics(3, "a"), store.Idempotency{})
 	if err != nil || len(res.IDs) != 3 {
 		t.Fatalf("after SCRIPT FLUSH: %v, %d ids", err, len(res.IDs))
 	}
@@ -201,7 +201,7 @@ func TestAppendErrorWrapsUnavailable(t *testing.T) {
 	srv.RequireReal(t)
 	st := serviceStore(t, srv.URL(), false, 1)
 	srv.Kill(t)
-	_, err := st.Append(context.Background(), "c", store.Limit{Max: 5, Window: time.Minute}, metrics(1, "a"))
+	_, err := st.Append(context.Background(), "c", store.Limit{Max: 5, Window: time.Minute}, metrics(1, "a"), store.Idempotency{})
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
@@ -252,7 +252,7 @@ func TestClusterPipelinedAppendsAndNoScriptPerNode(t *testing.T) {
 		for i := range 64 {
 			client := "client-" + strconv.Itoa(i)
 			want[store.PartitionOf(client, parts)] += 2
-			calls = append(calls, st.NewAppendCall(client, store.Limit{Max: 1000, Window: time.Minute}, metrics(2, "t")))
+			calls = append(calls, st.NewAppendCall(client, store.Limit{Max: 1000, Window: time.Minute}, metrics(2, "t"), store.Idempotency{}))
 		}
 		st.AppendMany(ctx, calls)
 		for i, call := range calls {

@@ -153,20 +153,29 @@ func (g *Group) Leave(ctx context.Context, consumer string) (bool, error) {
 	return n == 1, nil
 }
 
-// GroupInfo is the group's XINFO GROUPS row.
+// GroupInfo is the group's XINFO GROUPS row, with the lag counted.
 type GroupInfo struct {
 	// Consumers is the number of consumers in the group.
 	Consumers int64
 	// Pending is the number of entries delivered but not acknowledged.
 	Pending int64
-	// Lag is the number of entries not yet delivered to the group, or -1
-	// when Redis cannot tell (after some deletions and trims).
+	// Lag is the number of entries not yet delivered to the group: counted
+	// (lag.lua) up to LagCountCap, past it XINFO's figure, or -1 when Redis
+	// cannot tell either.
 	Lag int64
 	// LastDelivered is the id of the last entry delivered to the group.
 	LastDelivered string
 }
 
-// Info returns the group's XINFO GROUPS row.
+// LagCountCap is how many undelivered entries Info and GroupStats count one
+// by one. Up to it the lag is exact, whatever XINFO says; past it the
+// group is far behind and XINFO's estimate is shown.
+const LagCountCap = 1000
+
+// Info returns the group's XINFO GROUPS row, with the lag counted rather
+// than taken from XINFO: Redis 7.0 does not persist a group's entries-read
+// counter, so after a restart from the AOF its lag stays null or wrong
+// even once everything is delivered and acknowledged.
 func (g *Group) Info(ctx context.Context) (GroupInfo, error) {
 	groups, err := g.s.rdb.XInfoGroups(ctx, g.stream).Result()
 	if err != nil {
@@ -174,10 +183,31 @@ func (g *Group) Info(ctx context.Context) (GroupInfo, error) {
 	}
 	for _, x := range groups {
 		if x.Name == g.name {
-			return GroupInfo{Consumers: x.Consumers, Pending: x.Pending, Lag: x.Lag, LastDelivered: x.LastDeliveredID}, nil
+			lag, err := g.s.lag(ctx, g.stream, x.LastDeliveredID, x.Lag)
+			if err != nil {
+				return GroupInfo{}, err
+			}
+			return GroupInfo{Consumers: x.Consumers, Pending: x.Pending, Lag: lag, LastDelivered: x.LastDeliveredID}, nil
 		}
 	}
 	return GroupInfo{}, fmt.Errorf("%w yet: %q on %s", ErrNoGroup, g.name, g.stream)
+}
+
+// lag counts the entries of stream after lastDelivered (lag.lua) up to
+// LagCountCap. At the cap the count is only a lower bound: reported is
+// XINFO's own lag (xinfoLag, -1 for null) when it is at least that, else -1.
+func (s *Store) lag(ctx context.Context, stream, lastDelivered string, xinfoLag int64) (int64, error) {
+	n, err := s.lagScript.Run(ctx, s.rdb, []string{stream}, lastDelivered, LagCountCap).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("count lag of %s: %w", stream, err)
+	}
+	switch {
+	case n < LagCountCap:
+		return n, nil
+	case xinfoLag >= n:
+		return xinfoLag, nil
+	}
+	return -1, nil
 }
 
 // Decoded is one decoded entry to apply.

@@ -5,7 +5,11 @@ package store
 // a partition carries the hash tag {<family>:<p>} so that one script may touch
 // them together on Redis Cluster.
 
-import "strconv"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+)
 
 // DefaultFamily is the default STREAM_KEY.
 const DefaultFamily = "metrics"
@@ -62,3 +66,19 @@ func (k Keys) Bucket(p int, metricType string, hour int64) string {
 // (member: the type, score: its latest event time in Unix microseconds):
 // "{metrics:0}:types".
 func (k Keys) Types(p int) string { return k.Tag(p) + ":types" }
+
+// Idempotency is the record of one client's Idempotency-Key in partition
+// p (the client's partition, so one script checks it, counts the quota and
+// appends): "{metrics:0}:idem:<64 hex digits>". Keys and client names may
+// hold any printable character, so the name carries the hex SHA-256 of
+// the pair, length-prefixed so that no two pairs share an input: one
+// client can never reach another's record.
+func (k Keys) Idempotency(p int, client, key string) string {
+	h := sha256.New()
+	_, _ = h.Write([]byte(strconv.Itoa(len(client))))
+	_, _ = h.Write([]byte{':'})
+	_, _ = h.Write([]byte(client))
+	_, _ = h.Write([]byte(key))
+	var sum [sha256.Size]byte
+	return k.Tag(p) + ":idem:" + hex.EncodeToString(h.Sum(sum[:0]))
+}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/resilientanalytics/ra/pkg/store"
@@ -34,4 +35,35 @@ func ExampleKeys_Stream() {
 	// Output:
 	// {metrics:0}:stream
 	// {metrics:0}:summary:cpu_usage
+}
+
+// An Idempotency-Key record carries its partition's hash tag, and its name
+// depends on both the client and the key, so clients never share a record
+// however their names and keys are chosen.
+func TestIdempotencyKeyNames(t *testing.T) {
+	k := store.NewKeys("")
+	a := k.Idempotency(2, "key:ingest", "k1")
+	if !strings.HasPrefix(a, "{metrics:2}:idem:") || len(a) != len("{metrics:2}:idem:")+64 {
+		t.Fatalf("record key %q: want {metrics:2}:idem:<64 hex digits>", a)
+	}
+	for _, other := range []string{
+		k.Idempotency(2, "key:ingest", "k2"),
+		k.Idempotency(2, "key:ingest-other", "k1"),
+		k.Idempotency(2, "key:ingestk", "1"), // the same bytes, cut elsewhere
+		k.Idempotency(3, "key:ingest", "k1"),
+	} {
+		if other == a {
+			t.Errorf("%q is shared by two (client, key) pairs", a)
+		}
+	}
+	if k.Idempotency(2, "key:ingest", "k1") != a {
+		t.Error("not deterministic")
+	}
+}
+
+func ExampleKeys_Idempotency() {
+	k := store.NewKeys("metrics")
+	fmt.Println(k.Idempotency(0, "203.0.113.7", "8e03978e-40d5-43e8-bc93-6894a57f9324")[:17])
+	// Output:
+	// {metrics:0}:idem:
 }

@@ -20,9 +20,9 @@ type GroupStats struct {
 	// Exists is false until an aggregator has created the group (or the
 	// stream does not exist yet); the figures are then zero and Lag nil.
 	Exists bool
-	// Lag is how many entries the group has not read yet; nil when Redis
-	// cannot tell (it reports null, e.g. after entries were deleted or on
-	// a restart from an AOF on Redis 7.0).
+	// Lag is how many entries the group has not read yet, counted as
+	// GroupInfo.Lag is (exact up to LagCountCap); nil when Redis cannot
+	// tell (far behind, and XINFO's figure is null or below the count).
 	Lag *int64
 	// Pending is how many delivered entries are not acknowledged yet.
 	Pending int64
@@ -69,8 +69,12 @@ func (s *Store) GroupStats(ctx context.Context, group string) ([]GroupStats, err
 			}
 			out[part].Exists = true
 			out[part].Pending = g.Pending
-			if g.Lag >= 0 { // go-redis turns Redis's null lag into -1
-				lag := g.Lag
+			// go-redis turns Redis's null lag into -1.
+			lag, err := s.lag(ctx, s.keys.Stream(part), g.LastDeliveredID, g.Lag)
+			if err != nil {
+				return nil, err
+			}
+			if lag >= 0 {
 				out[part].Lag = &lag
 			}
 			withGroup = append(withGroup, part)

@@ -20,6 +20,8 @@ var (
 	leaveSrc string
 	//go:embed trim.lua
 	trimSrc string
+	//go:embed lag.lua
+	lagSrc string
 )
 
 // Store is the metrics data model on one Redis (a single node or a
@@ -30,6 +32,7 @@ type Store struct {
 	partitions int
 
 	appendScript, applyScript, deadLetterScript, leaveScript, trimScript *redis.Script
+	lagScript                                                            *redis.Script
 
 	// streams and rlPrefixes are the keys' names per partition, built once:
 	// a request's rate-limit key is then one concatenation.
@@ -54,6 +57,7 @@ func New(rdb redis.UniversalClient, family string, partitions int) (*Store, erro
 		deadLetterScript: redis.NewScript(deadLetterSrc),
 		leaveScript:      redis.NewScript(leaveSrc),
 		trimScript:       redis.NewScript(trimSrc),
+		lagScript:        redis.NewScript(lagSrc),
 	}
 	for p := range partitions {
 		s.streams = append(s.streams, s.keys.Stream(p))

@@ -59,17 +59,18 @@ func TestDevrun(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", devrun, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build devrun: %v\n%s", err, out)
 	}
-	wantAuto := "started redis-server"
+	wantAuto, wantDurability := "started redis-server", "redis durability: always"
 	if _, err := redisproc.Binary(); err != nil {
-		wantAuto = "embedded in-memory Redis"
+		wantAuto, wantDurability = "embedded in-memory Redis", "redis durability: off"
 	}
 	tests := []struct {
-		name      string
-		redisMode string
-		wantRedis string
+		name           string
+		redisMode      string
+		wantRedis      string
+		wantDurability string
 	}{
-		{name: "auto starts a Redis when none answers", redisMode: modeAuto, wantRedis: wantAuto},
-		{name: "embedded miniredis", redisMode: modeEmbedded, wantRedis: "embedded in-memory Redis (miniredis)"},
+		{name: "auto starts a Redis when none answers", redisMode: modeAuto, wantRedis: wantAuto, wantDurability: wantDurability},
+		{name: "embedded miniredis", redisMode: modeEmbedded, wantRedis: "embedded in-memory Redis (miniredis)", wantDurability: "redis durability: off"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,7 +99,7 @@ func TestDevrun(t *testing.T) {
 				t.Errorf("devrun exit code %d, want 0", code)
 			}
 			log := p.Log.String()
-			for _, want := range []string{tt.wantRedis, "devrun | dashboard: http://localhost:" + fmt.Sprint(apiPort) + "/", "api | ", "aggregator | ", "curl -i -X POST http://localhost:" + fmt.Sprint(apiPort) + "/api/metrics", "stopped cleanly", "stopping the session Redis"} {
+			for _, want := range []string{tt.wantRedis, tt.wantDurability, "devrun | dashboard: http://localhost:" + fmt.Sprint(apiPort) + "/", "api | ", "aggregator | ", "curl -i -X POST http://localhost:" + fmt.Sprint(apiPort) + "/api/metrics", "stopped cleanly", "stopping the session Redis"} {
 				if !strings.Contains(log, want) {
 					t.Errorf("output lacks %q", want)
 				}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redisproc"
+	"github.com/resilientanalytics/ra/pkg/store"
 )
 
 // Redis modes (-redis).
@@ -68,6 +69,7 @@ func startRedis(ctx context.Context, mode, url string, say func(string, ...any))
 		err := pingURL(ctx, url)
 		if err == nil {
 			say("using the Redis that answers at %s", redisclient.Redact(url))
+			say("%s", promise(ctx, url))
 			return sessionRedis{URL: url}, nil
 		}
 		say("nothing answers at %s (%v): starting a Redis for this session", redisclient.Redact(url), err)
@@ -90,15 +92,48 @@ func startServer(ctx context.Context, say func(string, ...any)) (sessionRedis, e
 	if err != nil {
 		return sessionRedis{}, fmt.Errorf("redis data dir: %w", err)
 	}
-	proc, err := redisproc.Start(ctx, redisproc.Options{Dir: dir})
+	proc, err := redisproc.Start(ctx, redisproc.Options{Dir: dir, AOF: true, Fsync: redisproc.FsyncAlways})
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return sessionRedis{}, fmt.Errorf("start redis-server: %w", err)
 	}
 	say("started redis-server at %s for this session (data in %s, deleted on exit)", proc.URL(), dir)
+	say("%s", promise(ctx, proc.URL()))
 	return sessionRedis{URL: proc.URL(), Owned: true, stop: func() error {
 		return errors.Join(proc.Stop(), os.RemoveAll(dir))
 	}}, nil
+}
+
+// promise reads what the Redis at url promises for a 201 (CONFIG GET
+// appendonly appendfsync) and says it in one line.
+func promise(ctx context.Context, url string) string {
+	c, err := redisclient.New(redisclient.Config{
+		URL: url, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	})
+	if err != nil {
+		return "redis durability: unknown (" + err.Error() + ")"
+	}
+	defer c.Close()
+	st, err := store.New(c, "", 1)
+	if err != nil {
+		return "redis durability: unknown (" + err.Error() + ")"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	d, err := st.Durability(ctx)
+	if err != nil {
+		return "redis durability: unknown (" + err.Error() + ")"
+	}
+	return "redis durability: " + string(d) + " (" + durabilityMeaning[d] + ")"
+}
+
+// durabilityMeaning is what a 201 survives under each setting.
+var durabilityMeaning = map[store.Durability]string{
+	store.DurabilityAlways:   "appendfsync always: a 201 survives a crash of Redis or of the host",
+	store.DurabilityEverysec: "appendfsync everysec: a crash of Redis or of the host can lose writes answered 201; run it with --appendfsync always",
+	store.DurabilityNo:       "appendfsync no: a host crash can lose about 30s of writes answered 201; run it with --appendfsync always",
+	store.DurabilityOff:      "appendonly no: a restart loses every write; run it with --appendonly yes --appendfsync always",
+	store.DurabilityUnknown:  "CONFIG GET refused: what a 201 survives cannot be checked",
 }
 
 // startEmbedded starts miniredis with ClockTTL: without it TTLs only move on
@@ -111,5 +146,6 @@ func startEmbedded(say func(string, ...any)) (sessionRedis, error) {
 	}
 	url := "redis://" + m.Addr()
 	say("no redis-server installed: started an embedded in-memory Redis (miniredis) at %s; data is lost on exit", url)
+	say("redis durability: %s (in memory only: a 201 survives nothing but the session)", store.DurabilityOff)
 	return sessionRedis{URL: url, Owned: true, stop: func() error { m.Close(); return nil }}, nil
 }

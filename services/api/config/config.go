@@ -87,6 +87,10 @@ type Ingest struct {
 	MaxAbsValue float64 `env:"INGEST_MAX_ABS_VALUE" envDefault:"1e18"`
 	// MaxFuture is how far ahead of the api's clock a timestamp may be.
 	MaxFuture time.Duration `env:"INGEST_MAX_FUTURE" envDefault:"10m"`
+	// IdempotencyTTL is how long the record of a request's Idempotency-Key
+	// (its body's fingerprint and ids) is kept: a retry with the key within
+	// it gets the original answer and stores nothing.
+	IdempotencyTTL time.Duration `env:"IDEMPOTENCY_TTL" envDefault:"24h"`
 }
 
 // RateLimit configures the per-client fixed-window limiter.
@@ -170,6 +174,7 @@ func (c Config) Validate() error {
 	check(!math.IsNaN(c.Ingest.MaxAbsValue) && !math.IsInf(c.Ingest.MaxAbsValue, 0) && c.Ingest.MaxAbsValue > 0,
 		"INGEST_MAX_ABS_VALUE: must be a finite number > 0, got %v", c.Ingest.MaxAbsValue)
 	check(c.Ingest.MaxFuture > 0, "INGEST_MAX_FUTURE: must be > 0, got %s", c.Ingest.MaxFuture)
+	check(c.Ingest.IdempotencyTTL >= time.Second, "IDEMPOTENCY_TTL: must be >= 1s, got %s", c.Ingest.IdempotencyTTL)
 	check(c.RateLimit.Max >= 1, "RATE_LIMIT_MAX: must be >= 1, got %d", c.RateLimit.Max)
 	check(c.RateLimit.Window >= time.Second, "RATE_LIMIT_WINDOW: must be >= 1s, got %s", c.RateLimit.Window)
 	_, err := c.RateLimit.Prefixes()

@@ -115,9 +115,11 @@ type Report struct {
 	// (null when Redis did not answer for one of them).
 	Pending *int64 `json:"pending"`
 	// Lag is the number of entries not yet delivered to the group over all
-	// partitions, or "unknown" when Redis cannot tell for one of them (XINFO
-	// GROUPS lag is nil after some deletions and trims), or null when Redis
-	// did not answer.
+	// partitions (counted after the group's last-delivered id, so it
+	// returns to 0 also after a Redis restart from the AOF, which loses
+	// XINFO's own figure), or "unknown" when a partition is more than
+	// store.LagCountCap behind and XINFO has no figure either, or null
+	// when Redis did not answer.
 	Lag any `json:"lag"`
 	// LastBatchAt is when this replica last applied a batch in any
 	// partition (null: never).

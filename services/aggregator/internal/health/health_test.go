@@ -90,15 +90,33 @@ func TestHealth(t *testing.T) {
 			t.Errorf("last_batch_at = %v, want null before any batch", body["last_batch_at"])
 		}
 	})
-	t.Run("unknown lag", func(t *testing.T) {
+	t.Run("lag after a tombstone is counted", func(t *testing.T) {
 		other := store.NewKeys("other").Stream(0)
 		ids := streamtest.Add(t, rdb, other, streamtest.Metric("cpu", 1, 1), streamtest.Metric("cpu", 1, 2), streamtest.Metric("cpu", 1, 3))
 		streamtest.EnsureGroup(t, rdb, "other", 0, "g")
-		rdb.XDel(ctx, other, ids[1]) // a tombstone after the group's position: Redis cannot count the lag
+		rdb.XDel(ctx, other, ids[1]) // a tombstone after the group's position: XINFO's lag is null
 		c := newChecker(t, rdb, "other", loop{beat: time.Now()})
 		code, body, raw := get(t, c.Handler(), "/health")
+		if code != 200 || body["lag"] != 2.0 {
+			t.Errorf("%d %s, want lag 2 (counted after the last-delivered id)", code, raw)
+		}
+	})
+	t.Run("unknown lag: far behind and XINFO cannot tell", func(t *testing.T) {
+		far := store.NewKeys("far").Stream(0)
+		pipe := rdb.Pipeline()
+		for i := range store.LagCountCap + 2 {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: far, Values: []any{"i", i}})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		streamtest.EnsureGroup(t, rdb, "far", 0, "g")
+		first, _ := rdb.XRangeN(ctx, far, "-", "+", 2).Result()
+		rdb.XDel(ctx, far, first[1].ID)
+		c := newChecker(t, rdb, "far", loop{beat: time.Now()})
+		code, body, raw := get(t, c.Handler(), "/health")
 		if code != 200 || body["lag"] != "unknown" {
-			t.Errorf("%d %s", code, raw)
+			t.Errorf("%d %.300s", code, raw)
 		}
 	})
 	t.Run("metrics and livez", func(t *testing.T) {

@@ -53,11 +53,19 @@ const (
 	Corrupt
 	// Unavailable is a read that Redis did not answer: 503, retry.
 	Unavailable
-	// StoreUnavailable is a write Redis did not acknowledge: 503, retry.
+	// StoreUnavailable is a write that certainly did not run (no
+	// connection to Redis, or Redis refused it before running it): 503,
+	// retry.
 	StoreUnavailable
 	// Canceled is a request that ended (client gone, server timeout)
 	// before it was answered: 503, logged at debug only.
 	Canceled
+	// OutcomeUnknown is a write that was sent and got no reply: it may
+	// have been stored. 503; retry with the same Idempotency-Key.
+	OutcomeUnknown
+	// IdempotencyKeyReused is an Idempotency-Key whose record belongs to
+	// another request body: 422, nothing was stored.
+	IdempotencyKeyReused
 )
 
 // QuotaExceededType is the IETF RateLimit draft's problem type for a 429.
@@ -87,8 +95,12 @@ var specs = [...]spec{
 	RateLimited:          {http.StatusTooManyRequests, "", "Quota exceeded", "rate limit exceeded for this client; retry after Retry-After seconds", 0, slog.LevelDebug, false},
 	Corrupt:              {http.StatusInternalServerError, "summary-corrupt", "Stored data is corrupt", "the stored data of this metric type cannot be read; other types are unaffected", 0, slog.LevelError, true},
 	Unavailable:          {http.StatusServiceUnavailable, "service-unavailable", "Service unavailable", "the metrics store is unavailable; retry shortly", 1, slog.LevelWarn, true},
-	StoreUnavailable:     {http.StatusServiceUnavailable, "store-unavailable", "Service Unavailable", "the metrics store (Redis) did not acknowledge the write; nothing was stored, retry later", 1, slog.LevelWarn, true},
+	StoreUnavailable:     {http.StatusServiceUnavailable, "store-unavailable", "Service Unavailable", "the metrics store (Redis) could not take the write; nothing was stored, retry later", 1, slog.LevelWarn, true},
 	Canceled:             {http.StatusServiceUnavailable, "request-cancelled", "Request cancelled", "the request ended before it was answered", 0, slog.LevelDebug, true},
+	OutcomeUnknown: {http.StatusServiceUnavailable, "write-outcome-unknown", "Write outcome unknown",
+		"the metrics store (Redis) did not answer after the write was sent: the metrics may have been stored. Retry with the same Idempotency-Key and the same body, which stores them at most once", 1, slog.LevelWarn, true},
+	IdempotencyKeyReused: {http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused",
+		"this Idempotency-Key was already used for a request with a different body; nothing was stored. Use a new key for a new request", 0, slog.LevelDebug, false},
 }
 
 // Error is a failure with a code. Detail, Fields and the other members are
@@ -146,6 +158,8 @@ func Classify(r *http.Request, err error) *Error {
 		return Wrap(Canceled, err)
 	case errors.Is(err, store.ErrCorrupt):
 		return Wrap(Corrupt, err)
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		return Wrap(OutcomeUnknown, err)
 	case errors.Is(err, store.ErrUnavailable):
 		return Wrap(Unavailable, err)
 	}

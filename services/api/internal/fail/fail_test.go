@@ -40,6 +40,8 @@ func TestWriteMapsEveryErrorToOneProblem(t *testing.T) {
 		{"rate limited", &fail.Error{Code: fail.RateLimited, Policies: []string{"default"}}, false, 429, "#quota-exceeded", "", ""},
 		{"store read failed", fmt.Errorf("%w: read summary: %w", store.ErrUnavailable, secret), false, 503, "/service-unavailable", "1", "WARN"},
 		{"write not acknowledged", fail.Wrap(fail.StoreUnavailable, secret), false, 503, "/store-unavailable", "1", "WARN"},
+		{"write outcome unknown", fmt.Errorf("append: %w: %w", store.ErrOutcomeUnknown, secret), false, 503, "/write-outcome-unknown", "1", "WARN"},
+		{"key reused", &fail.Error{Code: fail.IdempotencyKeyReused}, false, 422, "/idempotency-key-reused", "", ""},
 		{"corrupt hash", fmt.Errorf("decode: %w", store.ErrCorrupt), false, 500, "/summary-corrupt", "", "ERROR"},
 		{"client went away", fmt.Errorf("%w: %w", store.ErrUnavailable, context.Canceled), true, 503, "/request-cancelled", "", ""},
 		{"a bug", secret, false, 500, "/internal", "", "ERROR"},

@@ -36,7 +36,7 @@ func mustHandler(tb testing.TB, store ingest.Appender, policy ratelimit.Policy, 
 // recordingStore accepts everything and remembers what it was given.
 type recordingStore struct{ calls int }
 
-func (s *recordingStore) Append(_ context.Context, _ string, _ store.Limit, ms []metric.Metric) (store.AppendResult, error) {
+func (s *recordingStore) Append(_ context.Context, _ string, _ store.Limit, ms []metric.Metric, _ store.Idempotency) (store.AppendResult, error) {
 	s.calls++
 	ids := make([]string, len(ms))
 	for i := range ids {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
@@ -17,7 +18,7 @@ import (
 type BatchAppender interface {
 	// NewAppendCall prepares one request's append (in the caller's
 	// goroutine).
-	NewAppendCall(client string, limit store.Limit, ms []metric.Metric) *store.AppendCall
+	NewAppendCall(client string, limit store.Limit, ms []metric.Metric, idem store.Idempotency) *store.AppendCall
 	// AppendMany sends calls and sets each one's Result or Err.
 	AppendMany(ctx context.Context, calls []*store.AppendCall)
 }
@@ -69,7 +70,18 @@ type call struct {
 	// done receives one value when ac's outcome is set (buffered, so the
 	// flusher never blocks and the channel can be reused).
 	done chan struct{}
+	// state is callQueued until the flusher sends the call (callSent) or
+	// gives up on it unsent (callAbandoned), or its request does: which
+	// of the two 503s a request whose context ends gets depends on it.
+	state atomic.Int32
 }
+
+// The states of a call.
+const (
+	callQueued int32 = iota
+	callSent
+	callAbandoned
+)
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
 
@@ -104,12 +116,14 @@ func NewCoalescer(next BatchAppender, opts CoalescerOptions) *Coalescer {
 }
 
 // Append queues the request for the next AppendMany and waits for its
-// outcome or its context. A context that ends while the call is in flight
-// leaves the outcome unknown (like any timed-out write). Errors wrap
-// store.ErrUnavailable.
-func (c *Coalescer) Append(ctx context.Context, client string, limit store.Limit, ms []metric.Metric) (store.AppendResult, error) {
+// outcome or its context. A context that ends before the call is sent
+// takes it out of the queue (store.ErrUnavailable: nothing was sent); one
+// that ends while the call is in flight leaves the outcome unknown
+// (store.ErrOutcomeUnknown), like any timed-out write.
+func (c *Coalescer) Append(ctx context.Context, client string, limit store.Limit, ms []metric.Metric, idem store.Idempotency) (store.AppendResult, error) {
 	cl := callPool.Get().(*call)
-	cl.ctx, cl.ac = ctx, c.next.NewAppendCall(client, limit, ms)
+	cl.ctx, cl.ac = ctx, c.next.NewAppendCall(client, limit, ms, idem)
+	cl.state.Store(callQueued)
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
@@ -132,7 +146,10 @@ func (c *Coalescer) Append(ctx context.Context, client string, limit store.Limit
 	case <-ctx.Done():
 		// The call may still be in a batch being sent: leave it to the
 		// garbage collector rather than recycle it.
-		return store.AppendResult{}, fmt.Errorf("%w: %w", store.ErrUnavailable, ctx.Err())
+		if cl.state.CompareAndSwap(callQueued, callAbandoned) || cl.state.Load() == callAbandoned {
+			return store.AppendResult{}, fmt.Errorf("%w: not sent: %w", store.ErrUnavailable, ctx.Err())
+		}
+		return store.AppendResult{}, fmt.Errorf("%w: the request ended while its append was in flight: %w", store.ErrOutcomeUnknown, ctx.Err())
 	}
 }
 
@@ -152,8 +169,10 @@ func (c *Coalescer) Close() {
 	for {
 		select {
 		case cl := <-c.calls:
-			cl.ac.Err = fmt.Errorf("%w: %w", store.ErrUnavailable, errClosed)
-			cl.done <- struct{}{}
+			if cl.state.CompareAndSwap(callQueued, callAbandoned) {
+				cl.ac.Err = fmt.Errorf("%w: %w", store.ErrUnavailable, errClosed)
+				cl.done <- struct{}{}
+			}
 		default:
 			return
 		}
@@ -203,9 +222,14 @@ func (c *Coalescer) flush(batch []*call) {
 	for _, cl := range batch {
 		if err := cl.ctx.Err(); err != nil {
 			// The client gave up before anything was sent: not sending is safe.
-			cl.ac.Err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-			cl.done <- struct{}{}
+			if cl.state.CompareAndSwap(callQueued, callAbandoned) {
+				cl.ac.Err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+				cl.done <- struct{}{}
+			}
 			continue
+		}
+		if !cl.state.CompareAndSwap(callQueued, callSent) {
+			continue // its request gave up on it first
 		}
 		send = append(send, cl.ac)
 		live = append(live, cl)

@@ -33,8 +33,8 @@ type fakeBatch struct {
 	entered chan struct{}
 }
 
-func (f *fakeBatch) NewAppendCall(client string, limit store.Limit, ms []metric.Metric) *store.AppendCall {
-	return f.st.NewAppendCall(client, limit, ms)
+func (f *fakeBatch) NewAppendCall(client string, limit store.Limit, ms []metric.Metric, idem store.Idempotency) *store.AppendCall {
+	return f.st.NewAppendCall(client, limit, ms, idem)
 }
 
 func (f *fakeBatch) AppendMany(_ context.Context, calls []*store.AppendCall) {
@@ -77,7 +77,7 @@ func TestCoalescerBatchesRequestsQueuedBehindACallInFlight(t *testing.T) {
 	ctx := context.Background()
 	first := make(chan error, 1)
 	go func() {
-		_, err := c.Append(ctx, "a", store.Limit{}, metrics(1, "t"))
+		_, err := c.Append(ctx, "a", store.Limit{}, metrics(1, "t"), store.Idempotency{})
 		first <- err
 	}()
 	<-f.entered // the first call is in flight and held
@@ -88,7 +88,7 @@ func TestCoalescerBatchesRequestsQueuedBehindACallInFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := c.Append(ctx, "b", store.Limit{}, metrics(1, "t"))
+			res, err := c.Append(ctx, "b", store.Limit{}, metrics(1, "t"), store.Idempotency{})
 			if err == nil && len(res.IDs) != 1 {
 				err = errors.New("no id")
 			}
@@ -125,25 +125,27 @@ func TestCoalescerDropsRequestsCancelledBeforeSending(t *testing.T) {
 	f.hold, f.entered = make(chan struct{}), make(chan struct{}, 1)
 	c := ingest.NewCoalescer(f, ingest.CoalescerOptions{})
 	defer c.Close()
-	go func() { _, _ = c.Append(context.Background(), "a", store.Limit{}, metrics(1, "t")) }()
+	go func() {
+		_, _ = c.Append(context.Background(), "a", store.Limit{}, metrics(1, "t"), store.Idempotency{})
+	}()
 	<-f.entered
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Append(ctx, "b", store.Limit{}, metrics(1, "t"))
+		_, err := c.Append(ctx, "b", store.Limit{}, metrics(1, "t"), store.Idempotency{})
 		done <- err
 	}()
 	for c.Queued() < 1 {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
-	if err := <-done; !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+	if err := <-done; !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrOutcomeUnknown) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
 	f.entered = nil
 	close(f.hold)
 	time.Sleep(50 * time.Millisecond) // the flusher drains the cancelled call
-	if _, err := c.Append(context.Background(), "c", store.Limit{}, metrics(1, "t")); err != nil {
+	if _, err := c.Append(context.Background(), "c", store.Limit{}, metrics(1, "t"), store.Idempotency{}); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
@@ -155,12 +157,34 @@ func TestCoalescerDropsRequestsCancelledBeforeSending(t *testing.T) {
 	}
 }
 
+// A request whose context ends while its call is in flight cannot know
+// whether Redis stored it: outcome unknown, not "nothing was stored".
+func TestCoalescerCancelledInFlightIsOutcomeUnknown(t *testing.T) {
+	f := newFake(t)
+	f.hold, f.entered = make(chan struct{}), make(chan struct{}, 1)
+	c := ingest.NewCoalescer(f, ingest.CoalescerOptions{})
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Append(ctx, "a", store.Limit{}, metrics(1, "t"), store.Idempotency{})
+		done <- err
+	}()
+	<-f.entered // the call is being sent
+	cancel()
+	err := <-done
+	close(f.hold)
+	if !errors.Is(err, store.ErrOutcomeUnknown) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrOutcomeUnknown only", err)
+	}
+}
+
 func TestCoalescerAppendAfterCloseFails(t *testing.T) {
 	f := newFake(t)
 	c := ingest.NewCoalescer(f, ingest.CoalescerOptions{})
 	c.Close()
 	c.Close() // twice is fine
-	if _, err := c.Append(context.Background(), "c", store.Limit{}, metrics(1, "a")); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := c.Append(context.Background(), "c", store.Limit{}, metrics(1, "a"), store.Idempotency{}); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 }
@@ -192,7 +216,7 @@ func TestCoalescedAppendsKeepQuotaAndOwnIDs(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res, err := c.Append(context.Background(), client, store.Limit{Max: 10, Window: time.Minute}, metrics(2, "t"))
+				res, err := c.Append(context.Background(), client, store.Limit{Max: 10, Window: time.Minute}, metrics(2, "t"), store.Idempotency{})
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {

@@ -4,12 +4,21 @@
 // the client's rate limit and appends the metrics to the stream. A 201
 // means Redis acknowledged the write; an invalid request uses no quota
 // because it never reaches Redis.
+//
+// A request with an Idempotency-Key (package idempotency) is checked in
+// that same call: the client's record of the key answers for it (the
+// original ids, Idempotent-Replayed: true, no quota used; or a 422 when
+// the record is another body's), and a 201 records it. A failed write is
+// one of two 503s: store-unavailable when it certainly did not run,
+// write-outcome-unknown when it was sent and no answer came (a retry with
+// the same key is then the safe one).
 package ingest
 
 import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +36,7 @@ import (
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/internal/apikey"
 	"github.com/resilientanalytics/ra/services/api/internal/fail"
+	"github.com/resilientanalytics/ra/services/api/internal/idempotency"
 	"github.com/resilientanalytics/ra/services/api/internal/ratelimit"
 )
 
@@ -34,7 +44,7 @@ import (
 // stores its metrics; *store.Store and *Coalescer implement it. The quota
 // comes with each request: an API key may have its own.
 type Appender interface {
-	Append(ctx context.Context, client string, limit store.Limit, ms []metric.Metric) (store.AppendResult, error)
+	Append(ctx context.Context, client string, limit store.Limit, ms []metric.Metric, idem store.Idempotency) (store.AppendResult, error)
 }
 
 var (
@@ -62,7 +72,16 @@ type Limits struct {
 	MaxFuture   time.Duration
 	// Now is the clock MaxFuture is measured from (nil: time.Now).
 	Now func() time.Time
+	// IdempotencyTTL is how long an Idempotency-Key's record is kept
+	// (IDEMPOTENCY_TTL; zero takes DefaultIdempotencyTTL).
+	IdempotencyTTL time.Duration
 }
+
+// DefaultIdempotencyTTL is IDEMPOTENCY_TTL's default: a day of retries.
+const DefaultIdempotencyTTL = 24 * time.Hour
+
+// ReplayedHeader marks a 201 that an Idempotency-Key's record answered.
+const ReplayedHeader = "Idempotent-Replayed"
 
 // Handler is the POST /api/metrics handler.
 type Handler struct {
@@ -84,6 +103,9 @@ type Handler struct {
 func NewHandler(app Appender, policy ratelimit.Policy, limits Limits, rec Recorder, log *slog.Logger) (*Handler, error) {
 	if limits.Now == nil {
 		limits.Now = time.Now
+	}
+	if limits.IdempotencyTTL <= 0 {
+		limits.IdempotencyTTL = DefaultIdempotencyTTL
 	}
 	dec, err := metric.NewDecoder(metric.Limits{MaxBatch: limits.MaxBatch, MaxAbsValue: limits.MaxAbsValue,
 		MaxFuture: limits.MaxFuture, Now: limits.Now})
@@ -108,6 +130,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.tooLarge(w, r)
 		return
 	}
+	idemKey, hasKey, err := idempotency.Parse(r.Header[idempotency.Header])
+	if err != nil {
+		h.fail(w, r, &fail.Error{Code: fail.Invalid, Kind: "invalid-idempotency-key", Title: "Invalid Idempotency-Key header",
+			Detail: err.Error() + "; nothing was stored", Fields: []metric.FieldError{{Field: idempotency.Header, Message: err.Error()}}})
+		return
+	}
 	buf := h.bodies.Get().(*bytes.Buffer)
 	defer h.putBody(buf)
 	if !h.readBody(w, r, buf, gz) {
@@ -120,7 +148,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	client, policy := ratelimit.Client(r, h.policy)
 	key := apikey.Name(r.Context())
-	res, err := h.store.Append(r.Context(), client, store.Limit{Max: policy.Max, Window: policy.Window}, ms)
+	var idem store.Idempotency
+	if hasKey {
+		// The body as decoded: the same JSON sent gzipped is the same request.
+		idem = store.Idempotency{Key: idemKey, Fingerprint: sha256.Sum256(buf.Bytes()), TTL: h.limits.IdempotencyTTL}
+	}
+	res, err := h.store.Append(r.Context(), client, store.Limit{Max: policy.Max, Window: policy.Window}, ms, idem)
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client went away: not a store failure.
@@ -128,10 +161,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.rec.IngestWriteError(key)
-		h.fail(w, r, &fail.Error{Code: fail.StoreUnavailable, Err: fmt.Errorf("append %d metrics: %w", len(ms), err)})
+		code := fail.StoreUnavailable
+		if errors.Is(err, store.ErrOutcomeUnknown) {
+			code = fail.OutcomeUnknown
+		}
+		h.fail(w, r, &fail.Error{Code: code, Err: fmt.Errorf("append %d metrics: %w", len(ms), err)})
 		return
 	}
-	if policy.Enabled() {
+	switch res.Idempotency {
+	case store.IdemKeyReused:
+		h.fail(w, r, &fail.Error{Code: fail.IdempotencyKeyReused})
+		return
+	case store.IdemReplayed:
+		// No quota was used, so there is no RateLimit state to report.
+		w.Header()[ReplayedHeader] = replayedTrue
+	}
+	if policy.Enabled() && res.Idempotency != store.IdemReplayed {
 		d := policy.Decide(res.Count, res.PTTL)
 		if policy == h.policy {
 			h.headers.Set(w.Header(), d)
@@ -154,7 +199,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fail.Wrap(fail.Internal, fmt.Errorf("store answered allowed=%t with %d ids for %d metrics", res.Allowed, len(res.IDs), len(ms))))
 		return
 	}
-	h.rec.Ingested(key, len(ms))
+	if res.Idempotency != store.IdemReplayed {
+		h.rec.Ingested(key, len(ms))
+	}
 	// The body is built by hand: ids are "<ms>-<seq>" and types are
 	// validated to [A-Za-z0-9_.:-], so neither needs JSON escaping, and
 	// encoding/json costs more than the rest of the response.
@@ -188,8 +235,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// jsonContentType is shared by every 201: net/http only reads it.
-var jsonContentType = []string{"application/json"}
+// jsonContentType and replayedTrue are shared by every 201: net/http only
+// reads them.
+var (
+	jsonContentType = []string{"application/json"}
+	replayedTrue    = []string{"true"}
+)
 
 // isJSON reports whether a Content-Type header names application/json
 // (parameters such as charset allowed). The exact value, which nearly every

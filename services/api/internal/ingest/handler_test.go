@@ -31,7 +31,7 @@ type fakeStore struct {
 	err error
 }
 
-func (f fakeStore) Append(context.Context, string, store.Limit, []metric.Metric) (store.AppendResult, error) {
+func (f fakeStore) Append(context.Context, string, store.Limit, []metric.Metric, store.Idempotency) (store.AppendResult, error) {
 	return f.res, f.err
 }
 

@@ -59,13 +59,17 @@ type API struct {
 	closers  []func()
 	external *external.Client
 	live     *live.Hub
+	health   *health.Checker
 }
 
 // Run runs the background work of the components (the breaker state
 // watcher) until ctx ends. Then it ends the live streams, which never end
 // on their own, so the HTTP server's graceful drain does not wait for them.
+// It first reads the Redis durability, so a weak one is warned about at
+// start.
 func (a *API) Run(ctx context.Context) error {
 	defer a.live.Close()
+	a.health.Start(ctx)
 	return a.external.Run(ctx)
 }
 
@@ -132,8 +136,12 @@ func New(d Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	checker, err := health.New(st, health.Options{Durability: st, Registerer: m.Registry(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	sys, err := system.New(system.NewStoreGroups(st, d.Config.ConsumerGroup), st, ext.State,
-		system.Options{Group: d.Config.ConsumerGroup})
+		system.Options{Group: d.Config.ConsumerGroup, Durability: checker.Durability})
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +150,7 @@ func New(d Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	api := &API{external: ext, live: hub}
+	api := &API{external: ext, live: hub, health: checker}
 	api.closers = append(api.closers, hub.Close)
 	// Last: the coalescer starts a goroutine, so it is closed if anything
 	// fails after it.
@@ -153,7 +161,8 @@ func New(d Deps) (*API, error) {
 		app = c
 	}
 	ingestHandler, err := ingest.NewHandler(app, policy, ingest.Limits{MaxBodyBytes: d.Config.Ingest.MaxBodyBytes,
-		MaxBatch: d.Config.Ingest.MaxBatch, MaxAbsValue: d.Config.Ingest.MaxAbsValue, MaxFuture: d.Config.Ingest.MaxFuture}, m, log)
+		MaxBatch: d.Config.Ingest.MaxBatch, MaxAbsValue: d.Config.Ingest.MaxAbsValue, MaxFuture: d.Config.Ingest.MaxFuture,
+		IdempotencyTTL: d.Config.Ingest.IdempotencyTTL}, m, log)
 	if err != nil {
 		api.Close()
 		return nil, err
@@ -178,7 +187,7 @@ func New(d Deps) (*API, error) {
 
 	r.Get("/livez", health.Live)
 	r.Method(http.MethodGet, "/metrics", m.Handler())
-	r.Get("/health", health.Handler(st))
+	r.Get("/health", checker.ServeHTTP)
 	r.With(apiKeys.Middleware, ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
 	// Every GET /api/... route goes through reads: with AUTH_READS=true
 	// it needs a key too; /health, /livez, /metrics and / stay open.
