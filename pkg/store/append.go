@@ -38,7 +38,44 @@ type AppendResult struct {
 	PTTL time.Duration
 	// IDs are the stream entry ids, one per metric, in order.
 	IDs []string
+	// TypeLimit is set when the request would have brought its
+	// partition's metric types past MAX_TYPES: nothing was appended and
+	// no quota used (Allowed is false, Count and PTTL are -1).
+	TypeLimit *TypeLimit
 }
+
+// DefaultMaxTypes is the default MAX_TYPES.
+const DefaultMaxTypes = 10_000
+
+// TypeLimit says which type a request was refused for.
+type TypeLimit struct {
+	// Type is the first of the request's new types past the cap.
+	Type string
+	// Max is the cap (MAX_TYPES, per partition).
+	Max int
+}
+
+// Option is an optional setting of New.
+type Option func(*Store) error
+
+// WithMaxTypes caps the metric types of each partition at max (MAX_TYPES,
+// default DefaultMaxTypes; at least 1). A request that would add a type
+// past it is refused whole, atomically with the append (append.lua), with
+// AppendResult.TypeLimit set. The cap is per partition: on several
+// partitions the deployment may hold up to partitions x max types, since
+// clients routed to different partitions may bring different types.
+func WithMaxTypes(max int) Option {
+	return func(s *Store) error {
+		if max < 1 {
+			return fmt.Errorf("store: max types must be >= 1, got %d", max)
+		}
+		s.maxTypes = max
+		return nil
+	}
+}
+
+// MaxTypes is the cap on each partition's metric types (MAX_TYPES).
+func (s *Store) MaxTypes() int { return s.maxTypes }
 
 // AppendCall is one request's share of an append.lua call. NewAppendCall
 // formats it in the caller's goroutine, so that work runs in parallel even
@@ -49,6 +86,7 @@ type AppendCall struct {
 	limit  Limit
 	n      int
 	values []any // n * len(entryFieldNames) entry values
+	types  []any // the distinct types of the metrics (MAX_TYPES)
 
 	// Result and Err are set by AppendMany.
 	Result AppendResult
@@ -70,7 +108,36 @@ func (s *Store) NewAppendCall(client string, limit Limit, ms []metric.Metric) *A
 	for _, m := range ms {
 		c.values = appendEntryValues(c.values, m)
 	}
+	c.types = distinctTypes(c.types[:0], ms)
 	return c
+}
+
+// distinctTypes appends the distinct types of ms to dst, in first-seen
+// order. Most requests carry one type or a few, so it looks back through
+// dst and only builds a set for a batch of many types.
+func distinctTypes(dst []any, ms []metric.Metric) []any {
+	const scan = 16
+	var seen map[string]struct{}
+	for _, m := range ms {
+		if seen == nil {
+			if slices.Contains(dst, any(m.Type)) {
+				continue
+			}
+			dst = append(dst, m.Type)
+			if len(dst) > scan {
+				seen = make(map[string]struct{}, len(ms))
+				for _, t := range dst {
+					seen[t.(string)] = struct{}{}
+				}
+			}
+			continue
+		}
+		if _, ok := seen[m.Type]; !ok {
+			seen[m.Type] = struct{}{}
+			dst = append(dst, m.Type)
+		}
+	}
+	return dst
 }
 
 // Release recycles c. A call that may still be in a batch being sent must
@@ -80,6 +147,10 @@ func (c *AppendCall) Release() {
 		c.values = nil // let batch-sized slices go rather than pin them
 	}
 	clear(c.values[:cap(c.values)])
+	if cap(c.types) > 1024 {
+		c.types = nil
+	}
+	clear(c.types[:cap(c.types)])
 	c.Result, c.Err = AppendResult{}, nil
 	callPool.Put(c)
 }
@@ -119,6 +190,8 @@ type appendGroup struct {
 	keys  []string
 	args  []any
 	cmd   *redis.Cmd
+	// maxTypes is the cap the types block sent (MAX_TYPES).
+	maxTypes int
 }
 
 // AppendMany sends calls with one append.lua call per partition (pipelined
@@ -148,6 +221,9 @@ func (s *Store) AppendMany(ctx context.Context, calls []*AppendCall) {
 	if len(groups) == 0 {
 		return
 	}
+	for part, g := range byPart {
+		g.addTypesBlock(s, part)
+	}
 	s.execAppend(ctx, groups, false)
 	var retry []*appendGroup
 	for _, g := range groups {
@@ -160,6 +236,18 @@ func (s *Store) AppendMany(ctx context.Context, calls []*AppendCall) {
 	}
 	for _, g := range groups {
 		g.deliver()
+	}
+}
+
+// addTypesBlock adds append.lua's MAX_TYPES part to g: the partition's
+// types and admitted-types keys, the cap and each request's distinct types.
+func (g *appendGroup) addTypesBlock(s *Store, part int) {
+	g.keys = append(g.keys, s.keys.Types(part), s.keys.AdmittedTypes(part))
+	g.maxTypes = s.maxTypes
+	g.args = append(g.args, s.maxTypes)
+	for _, c := range g.calls {
+		g.args = append(g.args, len(c.types))
+		g.args = append(g.args, c.types...)
 	}
 }
 
@@ -212,6 +300,11 @@ func (g *appendGroup) deliver() {
 			continue
 		}
 		c.Result, c.Err = parseAppendReply(raw, c.n)
+		if c.Err == nil && len(raw) == 4 && raw[0] == int64(2) {
+			// MAX_TYPES: the request was refused before its first write.
+			typ, _ := raw[3].(string)
+			c.Result = AppendResult{Count: -1, PTTL: -time.Millisecond, TypeLimit: &TypeLimit{Type: typ, Max: g.maxTypes}}
+		}
 	}
 }
 

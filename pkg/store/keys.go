@@ -62,3 +62,11 @@ func (k Keys) Bucket(p int, metricType string, hour int64) string {
 // (member: the type, score: its latest event time in Unix microseconds):
 // "{metrics:0}:types".
 func (k Keys) Types(p int) string { return k.Tag(p) + ":types" }
+
+// AdmittedTypes is the set of the metric types the api has admitted to
+// partition p (append.lua adds a request's new types with its entries;
+// apply.lua adds every type it folds), a superset of the Types set that
+// also holds the types still on their way through the stream:
+// "{metrics:0}:admitted". MAX_TYPES is counted on it, so a burst of new
+// types cannot overshoot the cap before the aggregator catches up.
+func (k Keys) AdmittedTypes(p int) string { return k.Tag(p) + ":admitted" }

@@ -34,11 +34,16 @@ type Store struct {
 	// streams and rlPrefixes are the keys' names per partition, built once:
 	// a request's rate-limit key is then one concatenation.
 	streams, rlPrefixes []string
+
+	// maxTypes is MAX_TYPES, the cap on a partition's admitted types
+	// (append.go).
+	maxTypes int
 }
 
 // New returns the store of key family family (STREAM_KEY; "" is
-// DefaultFamily) with partitions stream partitions (at least 1) on rdb.
-func New(rdb redis.UniversalClient, family string, partitions int) (*Store, error) {
+// DefaultFamily) with partitions stream partitions (at least 1) on rdb,
+// and the options opts (WithMaxTypes).
+func New(rdb redis.UniversalClient, family string, partitions int, opts ...Option) (*Store, error) {
 	if rdb == nil {
 		return nil, errors.New("store: nil redis client")
 	}
@@ -54,6 +59,12 @@ func New(rdb redis.UniversalClient, family string, partitions int) (*Store, erro
 		deadLetterScript: redis.NewScript(deadLetterSrc),
 		leaveScript:      redis.NewScript(leaveSrc),
 		trimScript:       redis.NewScript(trimSrc),
+		maxTypes:         DefaultMaxTypes,
+	}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
 	}
 	for p := range partitions {
 		s.streams = append(s.streams, s.keys.Stream(p))
