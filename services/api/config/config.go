@@ -87,6 +87,11 @@ type Ingest struct {
 	MaxAbsValue float64 `env:"INGEST_MAX_ABS_VALUE" envDefault:"1e18"`
 	// MaxFuture is how far ahead of the api's clock a timestamp may be.
 	MaxFuture time.Duration `env:"INGEST_MAX_FUTURE" envDefault:"10m"`
+	// MaxTypes caps the distinct metric types of each stream partition: a
+	// request that would add a type past it is refused whole (422
+	// type-limit-reached), atomically with the append. Per partition, so
+	// with STREAM_PARTITIONS=n up to n times as many types may exist.
+	MaxTypes int `env:"MAX_TYPES" envDefault:"10000"`
 }
 
 // RateLimit configures the per-client fixed-window limiter.
@@ -170,6 +175,7 @@ func (c Config) Validate() error {
 	check(!math.IsNaN(c.Ingest.MaxAbsValue) && !math.IsInf(c.Ingest.MaxAbsValue, 0) && c.Ingest.MaxAbsValue > 0,
 		"INGEST_MAX_ABS_VALUE: must be a finite number > 0, got %v", c.Ingest.MaxAbsValue)
 	check(c.Ingest.MaxFuture > 0, "INGEST_MAX_FUTURE: must be > 0, got %s", c.Ingest.MaxFuture)
+	check(c.Ingest.MaxTypes >= 1, "MAX_TYPES: must be >= 1, got %d", c.Ingest.MaxTypes)
 	check(c.RateLimit.Max >= 1, "RATE_LIMIT_MAX: must be >= 1, got %d", c.RateLimit.Max)
 	check(c.RateLimit.Window >= time.Second, "RATE_LIMIT_WINDOW: must be >= 1s, got %s", c.RateLimit.Window)
 	_, err := c.RateLimit.Prefixes()

@@ -66,7 +66,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, accessLog io.
 	}
 	defer rdb.Close()
 
-	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
+	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions, store.WithMaxTypes(cfg.Ingest.MaxTypes))
 	if err != nil {
 		return err
 	}

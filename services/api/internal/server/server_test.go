@@ -43,7 +43,7 @@ func serveAPI(t *testing.T, environ map[string]string) (*httptest.Server, config
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
+	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions, store.WithMaxTypes(cfg.Ingest.MaxTypes))
 	if err != nil {
 		t.Fatal(err)
 	}
