@@ -171,6 +171,10 @@ type GroupInfo struct {
 // Info returns the group's XINFO GROUPS row.
 func (g *Group) Info(ctx context.Context) (GroupInfo, error) {
 	groups, err := g.s.rdb.XInfoGroups(ctx, g.stream).Result()
+	if err != nil && redis.HasErrorPrefix(err, "no such key") {
+		// No stream, so no group yet either.
+		return GroupInfo{}, fmt.Errorf("%w yet: no stream %s", ErrNoGroup, g.stream)
+	}
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("xinfo groups: %w", err)
 	}

@@ -1,12 +1,18 @@
 // Package health serves the api's probes: /livez says the process runs,
 // /health says it can do its job (Redis answers PING within a second).
+// A failing check says what failed in plain words ("redis":"unreachable");
+// the error itself, which can carry addresses, goes only to the log, with
+// the request id.
 package health
 
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/resilientanalytics/ra/pkg/redisclient"
 )
 
 // Pinger is the one Redis call health needs.
@@ -29,8 +35,11 @@ type report struct {
 }
 
 // Handler answers GET /health: 200 when every check passes, else 503 naming
-// the failing check.
-func Handler(redis Pinger) http.HandlerFunc {
+// the failing check in plain words; log (nil: none) gets the cause.
+func Handler(redis Pinger, log *slog.Logger) http.HandlerFunc {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), Timeout)
 		defer cancel()
@@ -38,8 +47,11 @@ func Handler(redis Pinger) http.HandlerFunc {
 		status := http.StatusOK
 		if err := redis.Ping(ctx); err != nil {
 			rep.Status = "unavailable"
-			rep.Checks["redis"] = "failing: " + err.Error()
+			rep.Checks["redis"] = redisclient.Describe(err)
 			status = http.StatusServiceUnavailable
+			log.LogAttrs(r.Context(), slog.LevelWarn, "health check failed",
+				slog.String("request_id", w.Header().Get("X-Request-Id")),
+				slog.String("check", "redis"), slog.String("err", err.Error()))
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")

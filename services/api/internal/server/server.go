@@ -133,7 +133,7 @@ func New(d Deps) (*API, error) {
 		return nil, err
 	}
 	sys, err := system.New(system.NewStoreGroups(st, d.Config.ConsumerGroup), st, ext.State,
-		system.Options{Group: d.Config.ConsumerGroup})
+		system.Options{Group: d.Config.ConsumerGroup, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +178,7 @@ func New(d Deps) (*API, error) {
 
 	r.Get("/livez", health.Live)
 	r.Method(http.MethodGet, "/metrics", m.Handler())
-	r.Get("/health", health.Handler(st))
+	r.Get("/health", health.Handler(st, log))
 	r.With(apiKeys.Middleware, ratelimit.ClientKey(trusted)).Post("/api/metrics", ingestHandler.ServeHTTP)
 	// Every GET /api/... route goes through reads: with AUTH_READS=true
 	// it needs a key too; /health, /livez, /metrics and / stay open.
