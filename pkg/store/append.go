@@ -120,7 +120,7 @@ func distinctTypes(dst []any, ms []metric.Metric) []any {
 	var seen map[string]struct{}
 	for _, m := range ms {
 		if seen == nil {
-			if slices.Contains(dst, any(m.Type)) {
+			if slices.ContainsFunc(dst, func(t any) bool { return t.(string) == m.Type }) {
 				continue
 			}
 			dst = append(dst, m.Type)
@@ -209,7 +209,10 @@ func (s *Store) AppendMany(ctx context.Context, calls []*AppendCall) {
 	for _, c := range calls {
 		g := byPart[c.part]
 		if g == nil {
-			g = &appendGroup{keys: []string{s.streams[c.part]}, args: appendHead()}
+			// Room for the stream, one request's counter and the two types keys.
+			keys := make([]string, 1, 4)
+			keys[0] = s.streams[c.part]
+			g = &appendGroup{keys: keys, args: appendHead()}
 			byPart[c.part] = g
 			groups = append(groups, g)
 		}
@@ -242,9 +245,9 @@ func (s *Store) AppendMany(ctx context.Context, calls []*AppendCall) {
 // addTypesBlock adds append.lua's MAX_TYPES part to g: the partition's
 // types and admitted-types keys, the cap and each request's distinct types.
 func (g *appendGroup) addTypesBlock(s *Store, part int) {
-	g.keys = append(g.keys, s.keys.Types(part), s.keys.AdmittedTypes(part))
+	g.keys = append(g.keys, s.typeKeys[part][0], s.typeKeys[part][1])
 	g.maxTypes = s.maxTypes
-	g.args = append(g.args, s.maxTypes)
+	g.args = append(g.args, s.maxTypesArg)
 	for _, c := range g.calls {
 		g.args = append(g.args, len(c.types))
 		g.args = append(g.args, c.types...)

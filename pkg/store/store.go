@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -36,8 +37,11 @@ type Store struct {
 	streams, rlPrefixes []string
 
 	// maxTypes is MAX_TYPES, the cap on a partition's admitted types
-	// (append.go).
-	maxTypes int
+	// (append.go); typeKeys are each partition's types and admitted-types
+	// keys, built once like streams.
+	maxTypes    int
+	maxTypesArg any // maxTypes as sent to append.lua, boxed once
+	typeKeys    [][2]string
 }
 
 // New returns the store of key family family (STREAM_KEY; "" is
@@ -66,9 +70,11 @@ func New(rdb redis.UniversalClient, family string, partitions int, opts ...Optio
 			return nil, err
 		}
 	}
+	s.maxTypesArg = strconv.Itoa(s.maxTypes)
 	for p := range partitions {
 		s.streams = append(s.streams, s.keys.Stream(p))
 		s.rlPrefixes = append(s.rlPrefixes, s.keys.RateLimit(p, ""))
+		s.typeKeys = append(s.typeKeys, [2]string{s.keys.Types(p), s.keys.AdmittedTypes(p)})
 	}
 	return s, nil
 }
