@@ -67,7 +67,44 @@ type AppendResult struct {
 	PTTL time.Duration
 	// IDs are the stream entry ids, one per metric, in order.
 	IDs []string
+	// TypeLimit is set when the request would have brought its
+	// partition's metric types past MAX_TYPES: nothing was appended and
+	// no quota used (Allowed is false, Count and PTTL are -1).
+	TypeLimit *TypeLimit
 }
+
+// DefaultMaxTypes is the default MAX_TYPES.
+const DefaultMaxTypes = 10_000
+
+// TypeLimit says which type a request was refused for.
+type TypeLimit struct {
+	// Type is the first of the request's new types past the cap.
+	Type string
+	// Max is the cap (MAX_TYPES, per partition).
+	Max int
+}
+
+// Option is an optional setting of New.
+type Option func(*Store) error
+
+// WithMaxTypes caps the metric types of each partition at max (MAX_TYPES,
+// default DefaultMaxTypes; at least 1). A request that would add a type
+// past it is refused whole, atomically with the append (append.lua), with
+// AppendResult.TypeLimit set. The cap is per partition: on several
+// partitions the deployment may hold up to partitions x max types, since
+// clients routed to different partitions may bring different types.
+func WithMaxTypes(max int) Option {
+	return func(s *Store) error {
+		if max < 1 {
+			return fmt.Errorf("store: max types must be >= 1, got %d", max)
+		}
+		s.maxTypes = max
+		return nil
+	}
+}
+
+// MaxTypes is the cap on each partition's metric types (MAX_TYPES).
+func (s *Store) MaxTypes() int { return s.maxTypes }
 
 // AppendCall is one request's share of an append.lua call. NewAppendCall
 // formats it in the caller's goroutine, so that work runs in parallel even
@@ -78,6 +115,7 @@ type AppendCall struct {
 	limit  Limit
 	n      int
 	values []any // n * len(entryFieldNames) entry values
+	types  []any // the distinct types of the metrics (MAX_TYPES)
 
 	// idemKey is the record key ("" = no Idempotency-Key), fp the hex
 	// fingerprint and idemTTL its TTL in milliseconds.
@@ -111,7 +149,36 @@ func (s *Store) NewAppendCall(client string, limit Limit, ms []metric.Metric, id
 	for _, m := range ms {
 		c.values = appendEntryValues(c.values, m)
 	}
+	c.types = distinctTypes(c.types[:0], ms)
 	return c
+}
+
+// distinctTypes appends the distinct types of ms to dst, in first-seen
+// order. Most requests carry one type or a few, so it looks back through
+// dst and only builds a set for a batch of many types.
+func distinctTypes(dst []any, ms []metric.Metric) []any {
+	const scan = 16
+	var seen map[string]struct{}
+	for _, m := range ms {
+		if seen == nil {
+			if slices.ContainsFunc(dst, func(t any) bool { return t.(string) == m.Type }) {
+				continue
+			}
+			dst = append(dst, m.Type)
+			if len(dst) > scan {
+				seen = make(map[string]struct{}, len(ms))
+				for _, t := range dst {
+					seen[t.(string)] = struct{}{}
+				}
+			}
+			continue
+		}
+		if _, ok := seen[m.Type]; !ok {
+			seen[m.Type] = struct{}{}
+			dst = append(dst, m.Type)
+		}
+	}
+	return dst
 }
 
 // Release recycles c. A call that may still be in a batch being sent must
@@ -121,6 +188,10 @@ func (c *AppendCall) Release() {
 		c.values = nil // let batch-sized slices go rather than pin them
 	}
 	clear(c.values[:cap(c.values)])
+	if cap(c.types) > 1024 {
+		c.types = nil
+	}
+	clear(c.types[:cap(c.types)])
 	c.Result, c.Err = AppendResult{}, nil
 	callPool.Put(c)
 }
@@ -165,6 +236,8 @@ type appendGroup struct {
 	keys  []string
 	args  []any
 	cmd   *redis.Cmd
+	// maxTypes is the cap the types block sent (MAX_TYPES).
+	maxTypes int
 }
 
 // AppendMany sends calls with one append.lua call per partition (pipelined
@@ -182,7 +255,10 @@ func (s *Store) AppendMany(ctx context.Context, calls []*AppendCall) {
 	for _, c := range calls {
 		g := byPart[c.part]
 		if g == nil {
-			g = &appendGroup{keys: []string{s.streams[c.part]}, args: appendHead()}
+			// Room for the stream, one request's counter and the two types keys.
+			keys := make([]string, 1, 4)
+			keys[0] = s.streams[c.part]
+			g = &appendGroup{keys: keys, args: appendHead()}
 			byPart[c.part] = g
 			groups = append(groups, g)
 		}
@@ -194,8 +270,9 @@ func (s *Store) AppendMany(ctx context.Context, calls []*AppendCall) {
 	if len(groups) == 0 {
 		return
 	}
-	for _, g := range groups {
+	for part, g := range byPart {
 		g.addIdempotency()
+		g.addTypesBlock(s, part)
 	}
 	s.execAppend(ctx, groups, false)
 	var retry []*appendGroup
@@ -225,6 +302,18 @@ func (g *appendGroup) addIdempotency() {
 	}
 	for _, c := range g.calls {
 		g.args = append(g.args, c.fp, c.idemTTL)
+	}
+}
+
+// addTypesBlock adds append.lua's MAX_TYPES part to g: the partition's
+// types and admitted-types keys, the cap and each request's distinct types.
+func (g *appendGroup) addTypesBlock(s *Store, part int) {
+	g.keys = append(g.keys, s.typeKeys[part][0], s.typeKeys[part][1])
+	g.maxTypes = s.maxTypes
+	g.args = append(g.args, s.maxTypesArg)
+	for _, c := range g.calls {
+		g.args = append(g.args, len(c.types))
+		g.args = append(g.args, c.types...)
 	}
 }
 
@@ -277,6 +366,12 @@ func (g *appendGroup) deliver() {
 			c.Err = fmt.Errorf("%w: append.lua reply %d is %T", ErrOutcomeUnknown, i, replies[i])
 			continue
 		}
+		if len(raw) == 4 && raw[0] == int64(replyTypeLimit) {
+			// MAX_TYPES: the request was refused before its first write.
+			typ, _ := raw[3].(string)
+			c.Result = AppendResult{Count: -1, PTTL: -time.Millisecond, TypeLimit: &TypeLimit{Type: typ, Max: g.maxTypes}}
+			continue
+		}
 		c.Result, c.Err = parseAppendReply(raw, c.n)
 	}
 }
@@ -287,6 +382,9 @@ const (
 	replyAppended = 1
 	replyReplayed = 2
 	replyReused   = 3
+	// replyTypeLimit: the request would bring its partition's types past
+	// MAX_TYPES; nothing was written.
+	replyTypeLimit = 4
 )
 
 // parseAppendReply reads one request's reply. A reply that makes no sense

@@ -9,6 +9,8 @@
 --                r = 1..m; the same client may appear more than once
 -- KEYS[1+m+r]    Idempotency-Key record of request r ({metrics:p}:idem:<hash>),
 --                or KEYS[1] again (unused) when request r carries no key
+-- KEYS[2+2m]     the partition's aggregated types ({metrics:p}:types, a sorted set)
+-- KEYS[3+2m]     the partition's admitted types ({metrics:p}:admitted, a set)
 -- ARGV[1]        w, the number of fields of a stream entry
 -- ARGV[2..1+w]   the field names
 -- then for each request r: its metric count n_r, its quota max_r (requests
@@ -20,6 +22,8 @@
 -- then for each request r (after all of the above): fp_r, the hex SHA-256
 -- of its body ('' = no Idempotency-Key), and ttl_r, its record's TTL in
 -- milliseconds.
+-- then the types block: max_types (>= 1), then for each request r: k_r, the
+-- number of its distinct types, followed by those k_r types.
 --
 -- Returns one array per request: {allowed, count, pttl_ms, id_1..id_n}.
 -- allowed is 1, or 0 when the client is over quota (nothing appended, no
@@ -30,6 +34,17 @@
 -- written and the reply is {2, -1, -1, ids} when the record's fingerprint
 -- is fp_r (ids: the original ids, packed as the record keeps them, see
 -- pack_ids), or {3, -1, -1} when it is another body's.
+-- A request that would bring the partition's admitted types past
+-- max_types answers {4, -1, -1, <the first type past the cap>}: nothing is
+-- appended and no quota is used (the check runs before the request's
+-- first write). The cap is counted on the admitted set, which this script
+-- adds a request's new types to right after its XADDs, so requests racing
+-- for the last free types (in this call or in the next) see each other
+-- before the aggregator has folded anything. apply.lua adds every type it
+-- folds too, so the admitted set holds the types set. When it holds fewer
+-- members than the types set (it was lost, or predates this check) the
+-- types set is copied into it first: the one write before the decision,
+-- correct whatever the request's outcome.
 --
 -- Every argument is checked before the first write: Redis does not roll a
 -- script back when it fails half-way. The window starts at the client's
@@ -37,7 +52,7 @@
 -- without a TTL (PTTL < 0) is re-armed, so none can live forever.
 
 local w = tonumber(ARGV[1])
-local m = (#KEYS - 1) / 2
+local m = (#KEYS - 3) / 2 -- KEYS: the stream, m counters, m records, the two types keys
 if not w or w < 1 or #ARGV < 1 + w or m < 1 or m ~= math.floor(m) then
   return redis.error_reply('ERR append.lua: bad arguments')
 end
@@ -97,8 +112,59 @@ local function pack_ids(res, n)
 end
 -- ---------------------------------------------------------------------
 
-if pos - 1 ~= #ARGV then
+-- Types block: max_types, then each request's distinct types.
+local T_TYPES, T_ADMITTED = KEYS[2 + 2 * m], KEYS[3 + 2 * m]
+local maxTypes = tonumber(ARGV[pos])
+if not maxTypes or maxTypes < 1 or maxTypes ~= math.floor(maxTypes) then
+  return redis.error_reply('ERR append.lua: bad max_types')
+end
+local typesFrom, typesCount = {}, {}
+local tpos = pos + 1
+for r = 1, m do
+  local k = tonumber(ARGV[tpos])
+  if not k or k < 1 or k > counts[r] or k ~= math.floor(k) or tpos + k > #ARGV then
+    return redis.error_reply('ERR append.lua: bad type count for request ' .. r)
+  end
+  typesFrom[r], typesCount[r] = tpos + 1, k
+  tpos = tpos + 1 + k
+end
+if tpos - 1 ~= #ARGV then
   return redis.error_reply('ERR append.lua: argument count does not match the metric counts')
+end
+
+-- newTypes returns the types of request r the admitted set lacks, or nil
+-- and the first type past max_types when they do not all fit.
+local function newTypes(r)
+  local from, k = typesFrom[r], typesCount[r]
+  local fresh = {}
+  local function collect()
+    fresh = {}
+    -- In chunks: unpack is bounded by the Lua C stack.
+    for c = from, from + k - 1, 1000 do
+      local last = math.min(c + 999, from + k - 1)
+      local in_set = redis.call('SMISMEMBER', T_ADMITTED, unpack(ARGV, c, last))
+      for j = 1, #in_set do
+        if in_set[j] == 0 then fresh[#fresh + 1] = ARGV[c + j - 1] end
+      end
+    end
+  end
+  collect()
+  if #fresh == 0 then return fresh end
+  local have = redis.call('SCARD', T_ADMITTED)
+  local known = redis.call('ZCARD', T_TYPES)
+  if known > have then
+    for c = 0, known - 1, 1000 do
+      local names = redis.call('ZRANGE', T_TYPES, c, c + 999)
+      if #names > 0 then redis.call('SADD', T_ADMITTED, unpack(names)) end
+    end
+    have = redis.call('SCARD', T_ADMITTED)
+    collect()
+    if #fresh == 0 then return fresh end
+  end
+  if have + #fresh > maxTypes then
+    return nil, fresh[math.max(1, maxTypes - have + 1)]
+  end
+  return fresh
 end
 
 local out = {}
@@ -121,7 +187,9 @@ for r = 1, m do
   local n, max, window = counts[r], maxes[r], windows[r]
   local count, pttl = -1, -1
   local allowed = true
-  if max > 0 then
+  local fresh, refused = newTypes(r) -- MAX_TYPES, before the request's first write
+  if refused then allowed = false end
+  if max > 0 and not refused then
     local key = KEYS[1 + r]
     count = redis.call('INCR', key)
     if count == 1 then
@@ -147,6 +215,11 @@ for r = 1, m do
       res[3 + e] = redis.call('XADD', unpack(xadd))
       i = i + w
     end
+    for c = 1, #fresh, 1000 do -- MAX_TYPES: admit the request's new types
+      redis.call('SADD', T_ADMITTED, unpack(fresh, c, math.min(c + 999, #fresh)))
+    end
+  elseif refused then
+    res = {4, -1, -1, refused}
   else
     res = {0, count, pttl}
   end

@@ -32,6 +32,12 @@ func TestAppendScriptTakesThePolicyPerRequest(t *testing.T) {
 			keys = append(keys, "s")
 			args = append(args, "", 0)
 		}
+		// The MAX_TYPES block: every request brings the one type "x".
+		keys = append(keys, "types", "admitted")
+		args = append(args, 10)
+		for range reqs {
+			args = append(args, 1, "x")
+		}
 		return script.Run(ctx, rdb, keys, args...).Slice()
 	}
 

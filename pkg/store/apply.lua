@@ -7,8 +7,10 @@
 --
 -- KEYS[1]          the stream, e.g. {metrics:0}:stream
 -- KEYS[2]          the known-types sorted set, e.g. {metrics:0}:types
--- KEYS[3..2+ns]    every distinct summary hash of the batch, e.g. {metrics:0}:summary:cpu
--- KEYS[3+ns..]     every distinct bucket hash of the batch (nb of them),
+-- KEYS[3]          the admitted-types set, e.g. {metrics:0}:admitted (append.lua
+--                  counts MAX_TYPES on it; every folded type is added)
+-- KEYS[4..3+ns]    every distinct summary hash of the batch, e.g. {metrics:0}:summary:cpu
+-- KEYS[4+ns..]     every distinct bucket hash of the batch (nb of them),
 --                  e.g. {metrics:0}:bucket:cpu:492000 (type, Unix hour)
 -- ARGV[1]          consumer group
 -- ARGV[2..7]       summary field names: count, sum, min, max, first ts, last ts
@@ -29,13 +31,27 @@
 -- (pkg/bucket). The types set's score is the type's latest event time in
 -- Unix microseconds, raised with ZADD GT (never lowered).
 --
--- Returns {applied, duplicates}: entries folded, and entries skipped because
--- their XACK returned 0 (already acknowledged).
+-- Returns {applied, duplicates, rejected}: entries folded, entries skipped
+-- because their XACK returned 0 (already acknowledged), and the entries
+-- this call would not fold, as a flat list of {index (1-based, in ARGV
+-- order), class, reason} triples. They are left pending, unacknowledged,
+-- for the caller to dead-letter (deadletter.lua acknowledges and moves
+-- them in one step). Classes:
+--   corrupt     the entry's summary hash, or its bucket minute, does not
+--               hold numbers (or holds inf/nan): folding into it would
+--               write garbage, and reads of that type answer "corrupt"
+--               until an operator repairs or deletes the hash;
+--   non_finite  folding the entry would make its summary's or its
+--               minute's sum overflow to inf (only an entry written past
+--               the api's INGEST_MAX_ABS_VALUE can; min and max of finite
+--               values stay finite).
+-- Every other entry of the batch, of that type too, is folded as usual:
+-- one bad hash or one huge value never stops the rest.
 --
 -- Redis does not roll back a script that fails half-way, so every argument,
 -- every existing summary and every bucket minute the batch may touch is
--- checked BEFORE the first write: on bad input the script returns an error
--- and has acknowledged and folded nothing.
+-- read and checked BEFORE the first write: on bad arguments the script
+-- returns an error and has acknowledged and folded nothing.
 
 local function fail(msg)
   return redis.error_reply('ERR apply: ' .. msg)
@@ -51,13 +67,13 @@ if not F_LAST then return fail('missing summary field names') end
 if not retention or retention < 0 or retention ~= math.floor(retention) then return fail('bad retention') end
 if not nb or nb < 0 or nb ~= math.floor(nb) then return fail('bad bucket count') end
 if not n or n < 0 or n ~= math.floor(n) then return fail('bad entry count') end
-local ns = #KEYS - 2 - nb
+local ns = #KEYS - 3 - nb
 if ns < 0 then return fail('bad key count') end
 local base = 10 + ns + nb
 if #ARGV ~= base + 5 * n then return fail('expected ' .. (base + 5 * n) .. ' args, got ' .. #ARGV) end
 
-local S_FIRST, S_LAST = 3, 2 + ns
-local B_FIRST = 3 + ns
+local S_FIRST, S_LAST = 4, 3 + ns
+local B_FIRST = 4 + ns
 local HOUR, MINUTE = 3600000000, 60000000
 local types = {}
 for k = S_FIRST, S_LAST do
@@ -98,49 +114,90 @@ for i = 1, n do
 end
 
 -- Read every summary and every bucket minute of the batch before writing
--- anything: a corrupt hash must stop the batch here, not after its entries
--- were acknowledged.
-local cur = {}
+-- anything. A hash that does not hold finite numbers is not an error of
+-- the batch: the entries that would fold into it are rejected below, the
+-- rest of the batch goes on.
+local function finite(x) return x and x == x and x ~= math.huge and x ~= -math.huge end
+local cur, bad = {}, {} -- summary index -> its fold / why it is corrupt
 for k = S_FIRST, S_LAST do
   local h = redis.call('HMGET', KEYS[k], F_COUNT, F_SUM, F_MIN, F_MAX, F_FIRST, F_LAST)
   if h[1] then
     local s = { tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), tonumber(h[4]), tonumber(h[5]), tonumber(h[6]) }
     for j = 1, 6 do
-      if not s[j] then return fail('summary ' .. KEYS[k] .. ' is corrupt') end
+      if not finite(s[j]) then
+        bad[k] = 'summary ' .. KEYS[k] .. ' is corrupt: field ' .. ARGV[1 + j] .. ' is ' .. (h[j] and ('"' .. string.sub(h[j], 1, 40) .. '"') or 'missing')
+        break
+      end
     end
-    cur[k] = s
+    if not bad[k] then cur[k] = s end
   end
 end
-local bcur = {} -- bucket index -> {minute -> {count, sum, min, max}}
+local bcur, bbad = {}, {} -- bucket index -> {minute -> {count, sum, min, max}} / {minute -> why}
 for bk, w in pairs(want) do
   local fields = {}
   for m in pairs(w) do fields[#fields + 1] = tostring(m) end
   local vs = redis.call('HMGET', KEYS[bk], unpack(fields))
-  local cells = {}
+  local cells, sick = {}, {}
   for j = 1, #fields do
     local raw = vs[j]
     if raw then
       local c, s, lo, hi = string.match(raw, '^(%S+) (%S+) (%S+) (%S+)$')
       c, s, lo, hi = tonumber(c), tonumber(s), tonumber(lo), tonumber(hi)
-      if not (c and s and lo and hi) then
-        return fail('bucket ' .. KEYS[bk] .. ' minute ' .. fields[j] .. ' is corrupt')
+      if not (finite(c) and finite(s) and finite(lo) and finite(hi)) then
+        sick[tonumber(fields[j])] = 'bucket ' .. KEYS[bk] .. ' minute ' .. fields[j] .. ' is corrupt'
+      else
+        cells[tonumber(fields[j])] = { c, s, lo, hi }
       end
-      cells[tonumber(fields[j])] = { c, s, lo, hi }
     end
   end
-  bcur[bk] = cells
+  bcur[bk], bbad[bk] = cells, sick
 end
 
 -- First write: acknowledge, and fold only what this XACK acknowledged.
+-- acc and bacc start from what Redis holds, so the finiteness check of an
+-- entry sees the sum it would really produce. An entry that cannot be
+-- folded is decided on before its XACK, so it stays pending.
 local applied, dups = 0, 0
-local acc, bacc, seen = {}, {}, {}
+local acc, bacc = {}, {}
+local rejected = {}
+local function reject(i, class, reason)
+  rejected[#rejected + 1] = i
+  rejected[#rejected + 1] = class
+  rejected[#rejected + 1] = reason
+end
 for i = 1, n do
-  if redis.call('XACK', KEYS[1], group, ids[i]) == 1 then
+  local k, v, ts, bk, m = sidx[i], vals[i], tss[i], bidx[i], mins[i]
+  local a = acc[k]
+  local c
+  if bk ~= 0 then
+    local cells = bacc[bk]
+    c = cells and cells[m]
+    if not c then c = bcur[bk][m] end
+  end
+  if bad[k] then
+    reject(i, 'corrupt', bad[k])
+  elseif bk ~= 0 and bbad[bk][m] then
+    reject(i, 'corrupt', bbad[bk][m])
+  elseif not finite(((a or cur[k]) and (a or cur[k])[2] or 0) + v) then
+    reject(i, 'non_finite', 'the sum of ' .. types[k] .. ' would overflow: value ' .. ARGV[base + (i - 1) * 5 + 4])
+  elseif c and not finite(c[2] + v) then
+    reject(i, 'non_finite', 'the sum of minute ' .. m .. ' of ' .. KEYS[bk] .. ' would overflow: value ' .. ARGV[base + (i - 1) * 5 + 4])
+  elseif redis.call('XACK', KEYS[1], group, ids[i]) == 1 then
     applied = applied + 1
-    local k, v, ts = sidx[i], vals[i], tss[i]
-    local a = acc[k]
     if not a then
-      acc[k] = { 1, v, v, v, ts, ts }
+      local s = cur[k]
+      if s then
+        a = { s[1], s[2], s[3], s[4], s[5], s[6] }
+        a[1] = a[1] + 1
+        a[2] = a[2] + v
+        if v < a[3] then a[3] = v end
+        if v > a[4] then a[4] = v end
+        if ts < a[5] then a[5] = ts end
+        if ts > a[6] then a[6] = ts end
+      else
+        a = { 1, v, v, v, ts, ts }
+      end
+      acc[k] = a
     else
       a[1] = a[1] + 1
       a[2] = a[2] + v
@@ -149,18 +206,23 @@ for i = 1, n do
       if ts < a[5] then a[5] = ts end
       if ts > a[6] then a[6] = ts end
     end
-    local bk = bidx[i]
     if bk ~= 0 then
       local cells = bacc[bk]
       if not cells then cells = {}; bacc[bk] = cells end
-      local c = cells[mins[i]]
-      if not c then
-        cells[mins[i]] = { 1, v, v, v }
+      local cell = cells[m]
+      if not cell then
+        local p = bcur[bk][m]
+        if p then
+          cell = { p[1] + 1, p[2] + v, math.min(p[3], v), math.max(p[4], v) }
+        else
+          cell = { 1, v, v, v }
+        end
+        cells[m] = cell
       else
-        c[1] = c[1] + 1
-        c[2] = c[2] + v
-        if v < c[3] then c[3] = v end
-        if v > c[4] then c[4] = v end
+        cell[1] = cell[1] + 1
+        cell[2] = cell[2] + v
+        if v < cell[3] then cell[3] = v end
+        if v > cell[4] then cell[4] = v end
       end
     end
   else
@@ -169,18 +231,10 @@ for i = 1, n do
 end
 
 -- One HSET per summary; floats keep full precision (%.17g), count and
--- timestamps stay integers. The types set gets one ZADD for the batch.
-local zargs = {}
+-- timestamps stay integers. The types set gets one ZADD for the batch, the
+-- admitted set one SADD.
+local zargs, names = {}, {}
 for k, a in pairs(acc) do
-  local s = cur[k]
-  if s then
-    a[1] = a[1] + s[1]
-    a[2] = a[2] + s[2]
-    if s[3] < a[3] then a[3] = s[3] end
-    if s[4] > a[4] then a[4] = s[4] end
-    if s[5] < a[5] then a[5] = s[5] end
-    if s[6] > a[6] then a[6] = s[6] end
-  end
   redis.call('HSET', KEYS[k],
     F_COUNT, string.format('%d', a[1]),
     F_SUM, string.format('%.17g', a[2]),
@@ -192,27 +246,23 @@ for k, a in pairs(acc) do
   -- and what the set holds, so an old entry never lowers last-seen.
   zargs[#zargs + 1] = string.format('%d', a[6])
   zargs[#zargs + 1] = types[k]
+  names[#names + 1] = types[k]
 end
 -- In chunks: unpack is bounded by the Lua C stack (~8000 values), and a
 -- batch may carry thousands of types.
 for from = 1, #zargs, 1000 do
   redis.call('ZADD', KEYS[2], 'GT', unpack(zargs, from, math.min(from + 999, #zargs)))
 end
+for from = 1, #names, 1000 do
+  redis.call('SADD', KEYS[3], unpack(names, from, math.min(from + 999, #names)))
+end
 
 -- One HSET (every minute the batch touched) and one EXPIREAT per bucket
 -- hash. The expiry is absolute (end of the hour + retention), so repeating
 -- it is harmless and a late metric cannot extend an hour's life.
 for bk, cells in pairs(bacc) do
-  local prev = bcur[bk]
   local hargs = {}
   for m, c in pairs(cells) do
-    local p = prev[m]
-    if p then
-      c[1] = c[1] + p[1]
-      c[2] = c[2] + p[2]
-      if p[3] < c[3] then c[3] = p[3] end
-      if p[4] > c[4] then c[4] = p[4] end
-    end
     hargs[#hargs + 1] = tostring(m)
     hargs[#hargs + 1] = string.format('%d %.17g %.17g %.17g', c[1], c[2], c[3], c[4])
   end
@@ -220,4 +270,4 @@ for bk, cells in pairs(bacc) do
   redis.call('EXPIREAT', KEYS[bk], string.format('%d', (hours[bk] + 1) * 3600 + retention))
 end
 
-return { applied, dups }
+return { applied, dups, rejected }

@@ -23,14 +23,14 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 	ctx := context.Background()
 	k := NewKeys("metrics")
 	const hour = 1 // the Unix hour of the bucket key: ts 3600e6 .. 7200e6-1
-	stream, types, sum, bkt := k.Stream(0), k.Types(0), k.Summary(0, "cpu"), k.Bucket(0, "cpu", hour)
+	stream, types, admitted, sum, bkt := k.Stream(0), k.Types(0), k.AdmittedTypes(0), k.Summary(0, "cpu"), k.Bucket(0, "cpu", hour)
 	if err := rdb.XGroupCreateMkStream(ctx, stream, "g", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
 	fields := []any{SummaryCount, SummarySum, SummaryMin, SummaryMax, SummaryFirstTS, SummaryLastTS}
 	script := redis.NewScript(applySrc)
-	// header builds ARGV up to the entries: one summary (type cpu, KEYS[3])
-	// and one bucket (hour 1, KEYS[4]).
+	// header builds ARGV up to the entries: one summary (type cpu, KEYS[4])
+	// and one bucket (hour 1, KEYS[5]).
 	header := func(retention any, n int) []any {
 		args := append([]any{"g"}, fields...)
 		return append(args, retention, 1, n, "cpu", hour)
@@ -44,21 +44,21 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 		setup     func()
 		want      string
 	}{
-		{"value not a number", 60, []any{"", 3, 4, "abc", ts1}, nil, "value not finite"},
-		{"value nan", 60, []any{"", 3, 4, "nan", ts1}, nil, "value not finite"},
-		{"value inf", 60, []any{"", 3, 4, "inf", ts1}, nil, "value not finite"},
-		{"ts fractional", 60, []any{"", 3, 0, 1, "1.5"}, nil, "bad ts"},
-		{"ts negative", 60, []any{"", 3, 0, 1, "-1"}, nil, "bad ts"},
-		{"ts beyond 2^53", 60, []any{"", 3, 0, 1, "9007199254740993000"}, nil, "bad ts"},
-		{"key index is the stream", 60, []any{"", 1, 4, 1, ts1}, nil, "bad key index"},
-		{"key index is the types set", 60, []any{"", 2, 4, 1, ts1}, nil, "bad key index"},
-		{"key index is a bucket", 60, []any{"", 4, 4, 1, ts1}, nil, "bad key index"},
-		{"bucket index is a summary", 60, []any{"", 3, 3, 1, ts1}, nil, "bad bucket index"},
-		{"bucket index out of range", 60, []any{"", 3, 5, 1, ts1}, nil, "bad bucket index"},
-		{"ts outside the bucket's hour", 60, []any{"", 3, 4, 1, 7200_000_000}, nil, "outside the hour"},
-		{"bad id", 60, []any{"x-1", 3, 4, 1, ts1}, nil, "bad id"},
-		{"bad retention", "-5", []any{"", 3, 4, 1, ts1}, nil, "bad retention"},
-		{"corrupt bucket minute", 60, []any{"", 3, 4, 1, ts2}, func() { rdb.HSet(ctx, bkt, "1", "garbage") }, "minute 1 is corrupt"},
+		{"value not a number", 60, []any{"", 4, 5, "abc", ts1}, nil, "value not finite"},
+		{"value nan", 60, []any{"", 4, 5, "nan", ts1}, nil, "value not finite"},
+		{"value inf", 60, []any{"", 4, 5, "inf", ts1}, nil, "value not finite"},
+		{"ts fractional", 60, []any{"", 4, 0, 1, "1.5"}, nil, "bad ts"},
+		{"ts negative", 60, []any{"", 4, 0, 1, "-1"}, nil, "bad ts"},
+		{"ts beyond 2^53", 60, []any{"", 4, 0, 1, "9007199254740993000"}, nil, "bad ts"},
+		{"key index is the stream", 60, []any{"", 1, 5, 1, ts1}, nil, "bad key index"},
+		{"key index is the types set", 60, []any{"", 2, 5, 1, ts1}, nil, "bad key index"},
+		{"key index is the admitted set", 60, []any{"", 3, 5, 1, ts1}, nil, "bad key index"},
+		{"key index is a bucket", 60, []any{"", 5, 5, 1, ts1}, nil, "bad key index"},
+		{"bucket index is a summary", 60, []any{"", 4, 4, 1, ts1}, nil, "bad bucket index"},
+		{"bucket index out of range", 60, []any{"", 4, 6, 1, ts1}, nil, "bad bucket index"},
+		{"ts outside the bucket's hour", 60, []any{"", 4, 5, 1, 7200_000_000}, nil, "outside the hour"},
+		{"bad id", 60, []any{"x-1", 4, 5, 1, ts1}, nil, "bad id"},
+		{"bad retention", "-5", []any{"", 4, 5, 1, ts1}, nil, "bad retention"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,16 +76,16 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 				bad[0] = ids[2]
 			}
 			args := header(tt.retention, 3)
-			args = append(args, ids[0], 3, 4, 1, ts1, ids[1], 3, 4, 2, ts1)
+			args = append(args, ids[0], 4, 5, 1, ts1, ids[1], 4, 5, 2, ts1)
 			args = append(args, bad...)
-			err := script.Run(ctx, rdb, []string{stream, types, sum, bkt}, args...).Err()
+			err := script.Run(ctx, rdb, []string{stream, types, admitted, sum, bkt}, args...).Err()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 			if after := rdb.XPending(ctx, stream, "g").Val().Count; after != before {
 				t.Errorf("pending %d -> %d: the script acknowledged entries before failing", before, after)
 			}
-			if n := rdb.Exists(ctx, sum, types).Val(); n != 0 {
+			if n := rdb.Exists(ctx, sum, types, admitted).Val(); n != 0 {
 				t.Error("the script wrote a summary or a type before failing")
 			}
 			if h := rdb.HGetAll(ctx, bkt).Val(); len(h) > 0 && tt.setup == nil {
@@ -97,15 +97,15 @@ func TestScriptRejectsBadBatchWithoutWriting(t *testing.T) {
 	}
 
 	t.Run("wrong argument count", func(t *testing.T) {
-		args := append(header(60, 2), "1-1", 3, 4, 1, ts1)
-		if err := script.Run(ctx, rdb, []string{stream, types, sum, bkt}, args...).Err(); err == nil || !strings.Contains(err.Error(), "args") {
+		args := append(header(60, 2), "1-1", 4, 5, 1, ts1)
+		if err := script.Run(ctx, rdb, []string{stream, types, admitted, sum, bkt}, args...).Err(); err == nil || !strings.Contains(err.Error(), "args") {
 			t.Errorf("err = %v", err)
 		}
 	})
 	t.Run("more bucket keys than keys", func(t *testing.T) {
 		args := append([]any{"g"}, fields...)
-		args = append(args, 60, 5, 0)
-		if err := script.Run(ctx, rdb, []string{stream, types, sum, bkt}, args...).Err(); err == nil || !strings.Contains(err.Error(), "bad key count") {
+		args = append(args, 60, 6, 0)
+		if err := script.Run(ctx, rdb, []string{stream, types, admitted, sum, bkt}, args...).Err(); err == nil || !strings.Contains(err.Error(), "bad key count") {
 			t.Errorf("err = %v", err)
 		}
 	})

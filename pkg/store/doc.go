@@ -2,7 +2,8 @@
 // internal/rdb is for its broker: every key name (keys.go), every Lua
 // script (the embedded .lua files), every command either service sends,
 // the stream entry codec (entry.go) and the layouts of the summary hashes
-// (summary.go), the per-minute buckets (bucket.go) and the types set.
+// (summary.go), the per-minute buckets (bucket.go), the types set and the
+// admitted-types set MAX_TYPES is counted on (append.lua, apply.lua).
 //
 // The api appends (Append, AppendMany) and reads (Summary, Buckets, Types);
 // the aggregator works one partition at a time through a Partition (group

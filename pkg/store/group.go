@@ -25,11 +25,13 @@ type Group struct {
 	stream string
 	dead   string
 	types  string
+	// admitted is the partition's admitted-types set (MAX_TYPES).
+	admitted string
 }
 
 // Group returns the handle of consumer group name on partition p.
 func (s *Store) Group(p int, name string) *Group {
-	return &Group{s: s, p: p, name: name, stream: s.keys.Stream(p), dead: s.keys.Dead(p), types: s.keys.Types(p)}
+	return &Group{s: s, p: p, name: name, stream: s.keys.Stream(p), dead: s.keys.Dead(p), types: s.keys.Types(p), admitted: s.keys.AdmittedTypes(p)}
 }
 
 // Stream is the key of the group's stream, e.g. "{metrics:0}:stream".
@@ -178,6 +180,10 @@ const LagCountCap = 1000
 // even once everything is delivered and acknowledged.
 func (g *Group) Info(ctx context.Context) (GroupInfo, error) {
 	groups, err := g.s.rdb.XInfoGroups(ctx, g.stream).Result()
+	if err != nil && redis.HasErrorPrefix(err, "no such key") {
+		// No stream, so no group yet either.
+		return GroupInfo{}, fmt.Errorf("%w yet: no stream %s", ErrNoGroup, g.stream)
+	}
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("xinfo groups: %w", err)
 	}
@@ -229,14 +235,48 @@ type ApplyOptions struct {
 	Now time.Time
 }
 
+// ApplyResult is what one apply.lua call did with a batch.
+type ApplyResult struct {
+	// Applied entries were folded by this call.
+	Applied int
+	// Duplicates were already acknowledged (folded by someone else).
+	Duplicates int
+	// Rejected entries were neither folded nor acknowledged: they stay
+	// pending, for the caller to dead-letter.
+	Rejected []Rejected
+}
+
+// Rejected is one entry the apply script would not fold.
+type Rejected struct {
+	// Index is the entry's position in the batch passed to Apply.
+	Index int
+	// Class is RejectCorrupt or RejectNonFinite.
+	Class string
+	// Reason says which hash or sum, for the dead letter.
+	Reason string
+}
+
+// The classes of Rejected.
+const (
+	// RejectCorrupt: the entry's summary hash or its bucket minute does
+	// not hold finite numbers; folding into it would write garbage.
+	RejectCorrupt = "corrupt"
+	// RejectNonFinite: folding the entry would make its summary's or its
+	// minute's sum overflow to ±Inf.
+	RejectNonFinite = "non_finite"
+)
+
 // Apply acknowledges the batch's entries and folds every entry that THIS
 // call acknowledged into its type's summary, its per-minute bucket (within
-// the retention) and the types set: one apply.lua call. A redelivered or
-// concurrently claimed entry is folded exactly once. On error nothing was
-// written; the entries stay pending.
-func (g *Group) Apply(ctx context.Context, folds []Decoded, opts ApplyOptions) (applied, duplicates int, err error) {
+// the retention), the types set and the admitted-types set: one apply.lua
+// call. A redelivered or concurrently claimed entry is folded exactly once.
+// An entry whose summary or bucket minute is corrupt, or whose fold would
+// make a sum non-finite, is reported in Rejected and left pending; the
+// rest of the batch is applied. On error nothing was written; the entries
+// stay pending.
+func (g *Group) Apply(ctx context.Context, folds []Decoded, opts ApplyOptions) (ApplyResult, error) {
 	if len(folds) == 0 {
-		return 0, 0, nil
+		return ApplyResult{}, nil
 	}
 	type bucketID struct {
 		typ  string
@@ -279,11 +319,11 @@ func (g *Group) Apply(ctx context.Context, folds []Decoded, opts ApplyOptions) (
 		}
 		bOrd[i] = b
 	}
-	ks := make([]string, 0, 2+len(sumKeys)+len(bucketKeys))
-	ks = append(ks, g.stream, g.types)
+	ks := make([]string, 0, 3+len(sumKeys)+len(bucketKeys))
+	ks = append(ks, g.stream, g.types, g.admitted)
 	ks = append(ks, sumKeys...)
 	ks = append(ks, bucketKeys...)
-	firstBucket := 2 + len(sumKeys) // KEYS index of bucket ordinal 1, minus 1
+	firstBucket := 3 + len(sumKeys) // KEYS index of bucket ordinal 1, minus 1
 	args := make([]any, 0, 10+len(typeNames)+len(hours)+5*len(folds))
 	args = append(args, g.name,
 		SummaryCount, SummarySum, SummaryMin, SummaryMax, SummaryFirstTS, SummaryLastTS,
@@ -297,17 +337,41 @@ func (g *Group) Apply(ctx context.Context, folds []Decoded, opts ApplyOptions) (
 		if bOrd[i] > 0 {
 			b = firstBucket + bOrd[i]
 		}
-		// Lua KEYS are 1-based: stream 1, types 2, summaries from 3.
-		args = append(args, f.ID, 2+sOrd[i], b, metric.FormatValue(f.Metric.Value), f.Metric.Micros())
+		// Lua KEYS are 1-based: stream 1, types 2, admitted 3, summaries from 4.
+		args = append(args, f.ID, 3+sOrd[i], b, metric.FormatValue(f.Metric.Value), f.Metric.Micros())
 	}
-	out, err := g.s.applyScript.Run(ctx, g.s.rdb, ks, args...).Int64Slice()
+	out, err := g.s.applyScript.Run(ctx, g.s.rdb, ks, args...).Slice()
 	if err != nil {
-		return 0, 0, g.wrap(fmt.Sprintf("apply %d entries", len(folds)), err)
+		return ApplyResult{}, g.wrap(fmt.Sprintf("apply %d entries", len(folds)), err)
 	}
-	if len(out) != 2 {
-		return 0, 0, fmt.Errorf("apply %d entries: unexpected reply %v", len(folds), out)
+	return parseApplyReply(out, len(folds))
+}
+
+// parseApplyReply decodes {applied, duplicates, {index, class, reason}...}.
+func parseApplyReply(out []any, n int) (ApplyResult, error) {
+	bad := func() (ApplyResult, error) {
+		return ApplyResult{}, fmt.Errorf("apply %d entries: unexpected reply %v", n, out)
 	}
-	return int(out[0]), int(out[1]), nil
+	if len(out) != 3 {
+		return bad()
+	}
+	applied, ok1 := out[0].(int64)
+	dups, ok2 := out[1].(int64)
+	rej, ok3 := out[2].([]any)
+	if !ok1 || !ok2 || !ok3 || len(rej)%3 != 0 {
+		return bad()
+	}
+	res := ApplyResult{Applied: int(applied), Duplicates: int(dups)}
+	for j := 0; j < len(rej); j += 3 {
+		i, ok1 := rej[j].(int64)
+		class, ok2 := rej[j+1].(string)
+		reason, ok3 := rej[j+2].(string)
+		if !ok1 || !ok2 || !ok3 || i < 1 || int(i) > n {
+			return bad()
+		}
+		res.Rejected = append(res.Rejected, Rejected{Index: int(i) - 1, Class: class, Reason: reason})
+	}
+	return res, nil
 }
 
 // Dead is one entry to dead-letter and why.

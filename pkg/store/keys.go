@@ -82,3 +82,11 @@ func (k Keys) Idempotency(p int, client, key string) string {
 	var sum [sha256.Size]byte
 	return k.Tag(p) + ":idem:" + hex.EncodeToString(h.Sum(sum[:0]))
 }
+
+// AdmittedTypes is the set of the metric types the api has admitted to
+// partition p (append.lua adds a request's new types with its entries;
+// apply.lua adds every type it folds), a superset of the Types set that
+// also holds the types still on their way through the stream:
+// "{metrics:0}:admitted". MAX_TYPES is counted on it, so a burst of new
+// types cannot overshoot the cap before the aggregator catches up.
+func (k Keys) AdmittedTypes(p int) string { return k.Tag(p) + ":admitted" }

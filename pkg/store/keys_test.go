@@ -17,6 +17,7 @@ func TestKeysShareThePartitionHashTag(t *testing.T) {
 		{"summary", k.Summary(0, "cpu_usage"), "{metrics:0}:summary:cpu_usage"},
 		{"dead", k.Dead(0), "{metrics:0}:dead"},
 		{"rate limit", k.RateLimit(0, "10.0.0.1"), "{metrics:0}:rl:10.0.0.1"},
+		{"admitted types", k.AdmittedTypes(2), "{metrics:2}:admitted"},
 		{"other family and partition", store.NewKeys("m2").Stream(3), "{m2:3}:stream"},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -37,11 +38,19 @@ type Store struct {
 	// streams and rlPrefixes are the keys' names per partition, built once:
 	// a request's rate-limit key is then one concatenation.
 	streams, rlPrefixes []string
+
+	// maxTypes is MAX_TYPES, the cap on a partition's admitted types
+	// (append.go); typeKeys are each partition's types and admitted-types
+	// keys, built once like streams.
+	maxTypes    int
+	maxTypesArg any // maxTypes as sent to append.lua, boxed once
+	typeKeys    [][2]string
 }
 
 // New returns the store of key family family (STREAM_KEY; "" is
-// DefaultFamily) with partitions stream partitions (at least 1) on rdb.
-func New(rdb redis.UniversalClient, family string, partitions int) (*Store, error) {
+// DefaultFamily) with partitions stream partitions (at least 1) on rdb,
+// and the options opts (WithMaxTypes).
+func New(rdb redis.UniversalClient, family string, partitions int, opts ...Option) (*Store, error) {
 	if rdb == nil {
 		return nil, errors.New("store: nil redis client")
 	}
@@ -58,10 +67,18 @@ func New(rdb redis.UniversalClient, family string, partitions int) (*Store, erro
 		leaveScript:      redis.NewScript(leaveSrc),
 		trimScript:       redis.NewScript(trimSrc),
 		lagScript:        redis.NewScript(lagSrc),
+		maxTypes:         DefaultMaxTypes,
 	}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	s.maxTypesArg = strconv.Itoa(s.maxTypes)
 	for p := range partitions {
 		s.streams = append(s.streams, s.keys.Stream(p))
 		s.rlPrefixes = append(s.rlPrefixes, s.keys.RateLimit(p, ""))
+		s.typeKeys = append(s.typeKeys, [2]string{s.keys.Types(p), s.keys.AdmittedTypes(p)})
 	}
 	return s, nil
 }

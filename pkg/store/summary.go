@@ -7,6 +7,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -61,7 +62,8 @@ func SummaryFromHash(h map[string]string) (Summary, bool, error) {
 		name string
 		dst  *float64
 	}{{SummarySum, &s.Sum}, {SummaryMin, &s.Min}, {SummaryMax, &s.Max}} {
-		if *f.dst, err = strconv.ParseFloat(h[f.name], 64); err != nil {
+		// inf or nan would fail every JSON answer of the type: corrupt.
+		if *f.dst, err = strconv.ParseFloat(h[f.name], 64); err != nil || math.IsInf(*f.dst, 0) || math.IsNaN(*f.dst) {
 			return Summary{}, false, fmt.Errorf("%w: summary %s %q", ErrCorrupt, f.name, h[f.name])
 		}
 	}

@@ -91,6 +91,11 @@ type Ingest struct {
 	// (its body's fingerprint and ids) is kept: a retry with the key within
 	// it gets the original answer and stores nothing.
 	IdempotencyTTL time.Duration `env:"IDEMPOTENCY_TTL" envDefault:"24h"`
+	// MaxTypes caps the distinct metric types of each stream partition: a
+	// request that would add a type past it is refused whole (422
+	// type-limit-reached), atomically with the append. Per partition, so
+	// with STREAM_PARTITIONS=n up to n times as many types may exist.
+	MaxTypes int `env:"MAX_TYPES" envDefault:"10000"`
 }
 
 // RateLimit configures the per-client fixed-window limiter.
@@ -175,6 +180,7 @@ func (c Config) Validate() error {
 		"INGEST_MAX_ABS_VALUE: must be a finite number > 0, got %v", c.Ingest.MaxAbsValue)
 	check(c.Ingest.MaxFuture > 0, "INGEST_MAX_FUTURE: must be > 0, got %s", c.Ingest.MaxFuture)
 	check(c.Ingest.IdempotencyTTL >= time.Second, "IDEMPOTENCY_TTL: must be >= 1s, got %s", c.Ingest.IdempotencyTTL)
+	check(c.Ingest.MaxTypes >= 1, "MAX_TYPES: must be >= 1, got %d", c.Ingest.MaxTypes)
 	check(c.RateLimit.Max >= 1, "RATE_LIMIT_MAX: must be >= 1, got %d", c.RateLimit.Max)
 	check(c.RateLimit.Window >= time.Second, "RATE_LIMIT_WINDOW: must be >= 1s, got %s", c.RateLimit.Window)
 	_, err := c.RateLimit.Prefixes()

@@ -38,3 +38,35 @@ func TestIngestValueAndFutureBounds(t *testing.T) {
 		})
 	}
 }
+
+func TestMaxTypes(t *testing.T) {
+	tests := []struct {
+		name, value string
+		want        int // 0 = rejected, naming MAX_TYPES
+	}{
+		{"default", "", 10000},
+		{"set", "3", 3},
+		{"one", "1", 1},
+		{"zero", "0", 0},
+		{"negative", "-1", 0},
+		{"not a number", "many", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			if tt.value != "" {
+				env["MAX_TYPES"] = tt.value
+			}
+			c, err := config.Load(env)
+			if tt.want == 0 {
+				if err == nil || !strings.Contains(err.Error(), "MAX_TYPES") {
+					t.Fatalf("MAX_TYPES=%s: err = %v, want one naming the variable", tt.value, err)
+				}
+				return
+			}
+			if err != nil || c.Ingest.MaxTypes != tt.want {
+				t.Fatalf("MAX_TYPES=%q: %d, %v; want %d", tt.value, c.Ingest.MaxTypes, err, tt.want)
+			}
+		})
+	}
+}

@@ -22,7 +22,7 @@ import (
 // Store is what an Applier needs of one consumer group on one partition;
 // *store.Group implements it.
 type Store interface {
-	Apply(ctx context.Context, entries []store.Decoded, opts store.ApplyOptions) (applied, duplicates int, err error)
+	Apply(ctx context.Context, entries []store.Decoded, opts store.ApplyOptions) (store.ApplyResult, error)
 	DeadLetter(ctx context.Context, consumer string, maxLen int64, dead []store.Dead) (int, error)
 }
 
@@ -33,6 +33,13 @@ var _ Store = (*store.Group)(nil)
 const (
 	ReasonDecode        = "decode"
 	ReasonMaxDeliveries = "max_deliveries"
+	// ReasonCorrupt: the entry's summary hash or bucket minute cannot be
+	// read, so the entry cannot be folded into it (the other types of its
+	// batch are applied).
+	ReasonCorrupt = store.RejectCorrupt
+	// ReasonNonFinite: folding the entry would make a sum overflow (only
+	// an entry written past the api's INGEST_MAX_ABS_VALUE can).
+	ReasonNonFinite = store.RejectNonFinite
 )
 
 // ErrScript wraps every failed script call; the entries stay pending and are
@@ -105,7 +112,7 @@ type Dead struct {
 	Entry store.Entry
 	// Reason is a one-line explanation stored with the dead letter.
 	Reason string
-	// Class is ReasonDecode or ReasonMaxDeliveries (a metrics label).
+	// Class is one of the Reason constants (a metrics label).
 	Class string
 }
 
@@ -121,15 +128,18 @@ type Result struct {
 }
 
 // Apply decodes entries, folds the valid ones with one script call and
-// dead-letters the rest. On error nothing of the failed script is written;
-// the entries stay pending and will be delivered again (the XACK guard makes
-// repeating harmless).
+// dead-letters the rest: entries that do not decode, and entries the
+// script would not fold (a corrupt summary or bucket minute, a sum that
+// would overflow), so one bad type never stops the others. On error
+// nothing of the failed script is written; the entries stay pending and
+// will be delivered again (the XACK guard makes repeating harmless).
 func (a *Applier) Apply(ctx context.Context, entries []store.Entry) (Result, error) {
 	if len(entries) == 0 {
 		return Result{}, nil
 	}
 	start := time.Now()
 	good := make([]store.Decoded, 0, len(entries))
+	src := make([]store.Entry, 0, len(entries)) // good[i] decoded from src[i]
 	var dead []Dead
 	for _, e := range entries {
 		met, err := store.DecodeEntry(e.Values)
@@ -138,17 +148,21 @@ func (a *Applier) Apply(ctx context.Context, entries []store.Entry) (Result, err
 			continue
 		}
 		good = append(good, store.Decoded{ID: e.ID, Metric: met})
+		src = append(src, e)
 	}
 	var res Result
 	if len(good) > 0 {
-		applied, dups, err := a.store.Apply(ctx, good, store.ApplyOptions{BucketRetention: a.opts.BucketRetention, Now: a.opts.Now()})
+		out, err := a.store.Apply(ctx, good, store.ApplyOptions{BucketRetention: a.opts.BucketRetention, Now: a.opts.Now()})
 		if err != nil {
 			a.opts.Metrics.Errors.WithLabelValues("apply").Inc()
 			return res, fmt.Errorf("%w: %w", ErrScript, err)
 		}
-		res.Applied, res.Duplicates = applied, dups
-		a.opts.Metrics.Processed.Add(float64(applied))
-		a.opts.Metrics.Duplicates.Add(float64(dups))
+		res.Applied, res.Duplicates = out.Applied, out.Duplicates
+		a.opts.Metrics.Processed.Add(float64(out.Applied))
+		a.opts.Metrics.Duplicates.Add(float64(out.Duplicates))
+		for _, r := range out.Rejected {
+			dead = append(dead, Dead{Entry: src[r.Index], Reason: r.Reason, Class: r.Class})
+		}
 	}
 	if len(dead) > 0 {
 		n, err := a.DeadLetter(ctx, dead)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
@@ -14,6 +15,7 @@ import (
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/apply"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/streamtest"
+	"github.com/resilientanalytics/ra/services/aggregator/internal/telemetry"
 )
 
 const group = "aggregators"
@@ -239,19 +241,93 @@ func TestScriptCacheFlushIsHandled(t *testing.T) {
 	}
 }
 
-func TestCorruptSummaryStopsBatchBeforeAnyAck(t *testing.T) {
+// A corrupt summary of one type never stops the others: batch after batch
+// the good types are counted, the corrupt type's entries go to the dead
+// letters with the reason, and nothing is left pending.
+func TestCorruptSummaryDeadLettersOnlyItsType(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	f.rdb.HSet(ctx, f.k.Summary(0, "bad"), store.SummaryCount, "x", store.SummarySum, "1")
-	streamtest.Add(t, f.rdb, f.stream, streamtest.Metric("good", 1, 1), streamtest.Metric("bad", 1, 1))
-	_, err := f.a.Apply(ctx, f.read(t, "c1", 10))
-	if !errors.Is(err, apply.ErrScript) || !strings.Contains(err.Error(), "corrupt") {
-		t.Fatalf("err = %v, want ErrScript naming the corrupt summary", err)
+	want := streamtest.Expect{}
+	badIDs := map[string]bool{}
+	for b := range 3 {
+		good := []metric.Metric{streamtest.Metric("good", float64(b), int64(10*b+1)), streamtest.Metric("also_good", 1, int64(10*b+2))}
+		want.Add(good...)
+		streamtest.Add(t, f.rdb, f.stream, good[0])
+		for _, id := range streamtest.Add(t, f.rdb, f.stream, streamtest.Metric("bad", 1, int64(10*b+3))) {
+			badIDs[id] = true
+		}
+		streamtest.Add(t, f.rdb, f.stream, good[1])
+		res, err := f.a.Apply(ctx, f.read(t, "c1", 10))
+		if err != nil {
+			t.Fatalf("batch %d: %v", b, err)
+		}
+		if res.Applied != 2 || res.DeadLettered != 1 {
+			t.Fatalf("batch %d: %+v, want 2 applied and 1 dead-lettered", b, res)
+		}
 	}
-	if n := streamtest.Pending(t, f.rdb, f.stream, group); n != 2 {
-		t.Errorf("pending = %d, want 2: nothing acknowledged", n)
+	if d := want.Diff(t, f.rdb, f.k); d != "" {
+		t.Error(d)
 	}
-	if _, ok := streamtest.Summary(t, f.rdb, f.k, "good"); ok {
-		t.Error("a summary was written although the script failed")
+	if n := streamtest.Pending(t, f.rdb, f.stream, group); n != 0 {
+		t.Errorf("pending = %d, want 0", n)
+	}
+	dead := f.rdb.XRange(ctx, f.k.Dead(0), "-", "+").Val()
+	if len(dead) != 3 {
+		t.Fatalf("%d dead letters, want 3", len(dead))
+	}
+	for _, d := range dead {
+		if !badIDs[d.Values["dlq_source_id"].(string)] || !strings.Contains(d.Values["dlq_reason"].(string), "is corrupt") || d.Values["type"] != "bad" {
+			t.Errorf("dead letter %v: want a bad entry with the reason", d.Values)
+		}
+	}
+	if h := f.rdb.HGetAll(ctx, f.k.Summary(0, "bad")).Val(); h[store.SummaryCount] != "x" {
+		t.Errorf("the corrupt summary was written: %v", h)
+	}
+}
+
+// Two values of 1.7e308 written straight to the stream (past the api's
+// bound): the second would make the sum inf, so it is dead-lettered and
+// counted as non_finite; the first and the other types are applied, and
+// nothing non-finite is ever written.
+func TestSumOverflowIsDeadLetteredNotWritten(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	k := store.NewKeys("metrics")
+	stream := k.Stream(0)
+	ctx := context.Background()
+	streamtest.EnsureGroup(t, rdb, "metrics", 0, group)
+	m := telemetry.New()
+	a, err := apply.New(streamtest.Group(t, rdb, "metrics", 0, group), apply.Options{Consumer: "c1", Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamtest.AddRaw(t, rdb, stream, "type", "cpu_usage", "value", "1.7e308", "ts", "1771149600000000")
+	streamtest.Add(t, rdb, stream, streamtest.Metric("mem", 3, 1771149600))
+	overflow := streamtest.AddRaw(t, rdb, stream, "type", "cpu_usage", "value", "1.7e308", "ts", "1771149601000000")
+	f := fixture{rdb: rdb, k: k, stream: stream, a: a}
+	res, err := a.Apply(ctx, f.read(t, "c1", 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Applied != 2 || res.DeadLettered != 1 {
+		t.Fatalf("%+v, want 2 applied and 1 dead-lettered", res)
+	}
+	cpu, _ := streamtest.Summary(t, rdb, k, "cpu_usage")
+	if cpu.Count != 1 || cpu.Sum != 1.7e308 {
+		t.Errorf("cpu_usage %+v, want the first value only", cpu)
+	}
+	if mem, _ := streamtest.Summary(t, rdb, k, "mem"); mem.Count != 1 {
+		t.Errorf("mem %+v, want it applied", mem)
+	}
+	dead := rdb.XRange(ctx, k.Dead(0), "-", "+").Val()
+	if len(dead) != 1 || dead[0].Values["dlq_source_id"] != overflow || !strings.Contains(dead[0].Values["dlq_reason"].(string), "overflow") {
+		t.Fatalf("dead letters %v, want the overflowing entry with its reason", dead)
+	}
+	if got := testutil.ToFloat64(m.DeadLettered.WithLabelValues(apply.ReasonNonFinite)); got != 1 {
+		t.Errorf("dead_lettered_total{class=non_finite} = %v, want 1", got)
+	}
+	if n := streamtest.Pending(t, rdb, stream, group); n != 0 {
+		t.Errorf("pending = %d, want 0", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/aggregator/internal/telemetry"
 )
@@ -147,10 +148,13 @@ func (c *Checker) Check(ctx context.Context) (Report, bool) {
 	defer cancel()
 	r := Report{Status: "ok", Checks: map[string]string{"redis": "ok", "consumer": "ok"}}
 	healthy := true
+	// Every check says what failed in plain words; the errors, which can
+	// carry addresses, go only to the log.
 	pingErr := c.redis.Ping(ctx)
 	if pingErr != nil {
-		r.Checks["redis"] = "unavailable: " + pingErr.Error()
+		r.Checks["redis"] = redisclient.Describe(pingErr)
 		healthy = false
+		c.logFailure(ctx, "redis", -1, pingErr)
 	}
 	var pending, lag int64
 	lagKnown, counted := true, true
@@ -160,11 +164,16 @@ func (c *Checker) Check(ctx context.Context) (Report, bool) {
 			counted = false
 			pr.Status = "unavailable"
 		} else if g, err := p.Group.Info(ctx); err != nil {
+			msg := "consumer group unreadable: " + redisclient.Describe(err)
+			if errors.Is(err, store.ErrNoGroup) {
+				msg = "consumer group missing"
+			}
 			if r.Checks["redis"] == "ok" {
-				r.Checks["redis"] = fmt.Sprintf("partition %d: group unavailable: %s", p.Index, err)
+				r.Checks["redis"] = fmt.Sprintf("partition %d: %s", p.Index, msg)
 			}
 			healthy, counted = false, false
-			pr.Status = "group unavailable: " + err.Error()
+			pr.Status = msg
+			c.logFailure(ctx, "group", p.Index, err)
 		} else {
 			pr.Pending = &g.Pending
 			pending += g.Pending
@@ -209,11 +218,30 @@ func (c *Checker) Check(ctx context.Context) (Report, bool) {
 	return r, healthy
 }
 
+func (c *Checker) logFailure(ctx context.Context, check string, partition int, err error) {
+	attrs := []slog.Attr{slog.String("check", check), slog.String("err", err.Error())}
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok && id != "" {
+		attrs = append(attrs, slog.String("request_id", id))
+	}
+	if partition >= 0 {
+		attrs = append(attrs, slog.Int("partition", partition))
+	}
+	c.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "health check failed", attrs...)
+}
+
+// requestIDKey carries the X-Request-ID a prober sent, for the log line.
+type requestIDKey struct{}
+
 // Handler serves /health, /livez and /metrics.
 func (c *Checker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		rep, ok := c.Check(r.Context())
+		ctx := r.Context()
+		if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 200 {
+			ctx = context.WithValue(ctx, requestIDKey{}, id)
+			w.Header().Set("X-Request-Id", id)
+		}
+		rep, ok := c.Check(ctx)
 		status := http.StatusOK
 		if !ok {
 			status = http.StatusServiceUnavailable

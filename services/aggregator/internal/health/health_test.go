@@ -1,9 +1,11 @@
 package health_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -155,11 +157,29 @@ func TestHealth(t *testing.T) {
 	})
 	t.Run("redis down", func(t *testing.T) {
 		srv.RequireReal(t)
-		c := newChecker(t, rdb, "metrics", loop{beat: time.Now()})
+		var logs bytes.Buffer
+		st := streamtest.Store(t, streamtest.ServiceClient(t, srv.URL()), "metrics", 1)
+		c, err := health.New(st, []health.Partition{{Stream: st.Keys().Stream(0), Group: st.Group(0, "g"), Loop: loop{beat: time.Now()}}},
+			health.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
 		srv.Kill(t)
-		code, body, raw := get(t, c.Handler(), "/health")
-		if code != 503 || body["checks"].(map[string]any)["redis"] == "ok" || body["pending"] != nil {
-			t.Errorf("%d %s", code, raw)
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/health", nil)
+		req.Header.Set("X-Request-Id", "probe-7")
+		c.Handler().ServeHTTP(rec, req)
+		raw := rec.Body.String()
+		var body map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &body)
+		if rec.Code != 503 || body["checks"].(map[string]any)["redis"] != "unreachable" || body["pending"] != nil {
+			t.Errorf("%d %s", rec.Code, raw)
+		}
+		if leak := internalText(raw, srv.URL()); leak != "" {
+			t.Errorf("/health body quotes %q: %s", leak, raw)
+		}
+		if l := logs.String(); !strings.Contains(l, `"request_id":"probe-7"`) || !strings.Contains(l, "connection refused") {
+			t.Errorf("the log line lacks the request id or the cause: %s", l)
 		}
 		if code, _, _ := get(t, c.Handler(), "/livez"); code != 200 {
 			t.Errorf("livez %d with Redis down, want 200 (process only)", code)
@@ -221,5 +241,34 @@ func TestHealthPerPartition(t *testing.T) {
 	code, body, raw = get(t, c.Handler(), "/health")
 	if code != 503 || !strings.Contains(body["checks"].(map[string]any)["consumer"].(string), "partition 1") {
 		t.Errorf("one stalled partition: %d %s", code, raw)
+	}
+}
+
+// internalText returns the first piece of internal error text found in
+// body: an address or port of the Redis at url, or Go error wording.
+func internalText(body, url string) string {
+	addr := strings.TrimPrefix(url, "redis://")
+	_, port, _ := strings.Cut(addr, ":")
+	for _, s := range []string{"127.0.0.1", addr, ":" + port, "dial tcp", "connection refused", "i/o timeout", "EOF", "context deadline"} {
+		if s != "" && s != ":" && strings.Contains(body, s) {
+			return s
+		}
+	}
+	return ""
+}
+
+// A group Redis cannot report (here: its stream does not exist) is named
+// in plain words, without Redis' reply.
+func TestHealthGroupFailureInPlainWords(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := newChecker(t, rdb, "nostream", loop{beat: time.Now()})
+	code, body, raw := get(t, c.Handler(), "/health")
+	if code != 503 {
+		t.Fatalf("%d %s", code, raw)
+	}
+	redis := body["checks"].(map[string]any)["redis"].(string)
+	if redis != "partition 0: consumer group missing" || strings.Contains(raw, "ERR") || strings.Contains(raw, "no such key") {
+		t.Errorf("checks.redis %q in %s", redis, raw)
 	}
 }

@@ -24,7 +24,7 @@ type Metrics struct {
 	// returned 0: someone else already applied them.
 	Duplicates prometheus.Counter
 	// DeadLettered counts entries moved to the dead-letter stream, by reason
-	// class ("decode" or "max_deliveries").
+	// class ("decode", "max_deliveries", "corrupt" or "non_finite").
 	DeadLettered *prometheus.CounterVec
 	// Reclaimed counts entries claimed from other consumers.
 	Reclaimed prometheus.Counter
@@ -86,6 +86,8 @@ func New() *Metrics {
 	// series before the first dead letter.
 	m.DeadLettered.WithLabelValues("decode")
 	m.DeadLettered.WithLabelValues("max_deliveries")
+	m.DeadLettered.WithLabelValues("corrupt")
+	m.DeadLettered.WithLabelValues("non_finite")
 	return m
 }
 

@@ -50,7 +50,9 @@ func main() {
 	// One JSON line per request: buffered so logging costs no syscall per
 	// request (lines reach stderr within 100ms, all of them on exit).
 	logs := logbuf.New(os.Stderr, 100*time.Millisecond)
-	err = run(ctx, cfg, newLogger(logs, cfg.LogLevel), logs)
+	log := newLogger(logs, cfg.LogLevel)
+	redisclient.SetLogger(log) // go-redis' own lines as JSON too
+	err = run(ctx, cfg, log, logs)
 	_ = logs.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "api:", err)
@@ -66,7 +68,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, accessLog io.
 	}
 	defer rdb.Close()
 
-	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions)
+	st, err := store.New(rdb, cfg.StreamKey, cfg.Partitions, store.WithMaxTypes(cfg.Ingest.MaxTypes))
 	if err != nil {
 		return err
 	}

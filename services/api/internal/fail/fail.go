@@ -48,6 +48,9 @@ const (
 	UnsupportedMediaType
 	// RateLimited is a client over its quota: 429.
 	RateLimited
+	// TypeLimitReached is a request that would add a metric type past
+	// MAX_TYPES: 422, nothing stored.
+	TypeLimitReached
 	// Corrupt is a summary or bucket hash that cannot be read: 500 for
 	// that type only; retrying does not help.
 	Corrupt
@@ -93,6 +96,7 @@ var specs = [...]spec{
 	TooLarge:             {http.StatusRequestEntityTooLarge, "payload-too-large", "Payload Too Large", "the request is larger than this endpoint takes", 0, slog.LevelDebug, false},
 	UnsupportedMediaType: {http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported Media Type", "the request's content type is not supported", 0, slog.LevelDebug, false},
 	RateLimited:          {http.StatusTooManyRequests, "", "Quota exceeded", "rate limit exceeded for this client; retry after Retry-After seconds", 0, slog.LevelDebug, false},
+	TypeLimitReached:     {http.StatusUnprocessableEntity, "type-limit-reached", "Type limit reached", "the request would add a metric type past MAX_TYPES; nothing was stored", 0, slog.LevelDebug, false},
 	Corrupt:              {http.StatusInternalServerError, "summary-corrupt", "Stored data is corrupt", "the stored data of this metric type cannot be read; other types are unaffected", 0, slog.LevelError, true},
 	Unavailable:          {http.StatusServiceUnavailable, "service-unavailable", "Service unavailable", "the metrics store is unavailable; retry shortly", 1, slog.LevelWarn, true},
 	StoreUnavailable:     {http.StatusServiceUnavailable, "store-unavailable", "Service Unavailable", "the metrics store (Redis) could not take the write; nothing was stored, retry later", 1, slog.LevelWarn, true},

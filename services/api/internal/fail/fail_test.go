@@ -38,6 +38,7 @@ func TestWriteMapsEveryErrorToOneProblem(t *testing.T) {
 			Fields: []metric.FieldError{{Field: "type", Message: "is required"}}}, false, 400, "/validation-error", "", ""},
 		{"not found", fail.Errorf(fail.NotFound, "no such endpoint: /x"), false, 404, "/not-found", "", ""},
 		{"rate limited", &fail.Error{Code: fail.RateLimited, Policies: []string{"default"}}, false, 429, "#quota-exceeded", "", ""},
+		{"type limit", &fail.Error{Code: fail.TypeLimitReached, Detail: `metric type "x" would be one past the limit of 3 types (MAX_TYPES)`}, false, 422, "/type-limit-reached", "", ""},
 		{"store read failed", fmt.Errorf("%w: read summary: %w", store.ErrUnavailable, secret), false, 503, "/service-unavailable", "1", "WARN"},
 		{"write not acknowledged", fail.Wrap(fail.StoreUnavailable, secret), false, 503, "/store-unavailable", "1", "WARN"},
 		{"write outcome unknown", fmt.Errorf("append: %w: %w", store.ErrOutcomeUnknown, secret), false, 503, "/write-outcome-unknown", "1", "WARN"},

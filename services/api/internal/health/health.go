@@ -3,6 +3,9 @@
 // what a 201 is worth: the Redis durability (appendonly/appendfsync), read
 // on every /health, exported as a gauge and warned about once when it is
 // weaker than appendfsync always.
+// A failing check says what failed in plain words ("redis":"unreachable");
+// the error itself, which can carry addresses, goes only to the log, with
+// the request id.
 package health
 
 import (
@@ -15,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/store"
 )
 
@@ -155,8 +159,13 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	if err := c.redis.Ping(ctx); err != nil {
 		rep.Status = "unavailable"
-		rep.Checks["redis"] = "failing: " + err.Error()
+		rep.Checks["redis"] = redisclient.Describe(err)
 		status = http.StatusServiceUnavailable
+		if c.opts.Logger != nil {
+			c.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "health check failed",
+				slog.String("request_id", w.Header().Get("X-Request-Id")),
+				slog.String("check", "redis"), slog.String("err", err.Error()))
+		}
 	} else {
 		rep.Durability = c.readDurability(ctx)
 	}

@@ -168,6 +168,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &fail.Error{Code: code, Err: fmt.Errorf("append %d metrics: %w", len(ms), err)})
 		return
 	}
+	if res.TypeLimit != nil {
+		h.typeLimit(w, r, ms, batch, res.TypeLimit)
+		return
+	}
 	switch res.Idempotency {
 	case store.IdemKeyReused:
 		h.fail(w, r, &fail.Error{Code: fail.IdempotencyKeyReused})
@@ -390,4 +394,21 @@ func (h *Handler) decodeError(w http.ResponseWriter, r *http.Request, err error)
 	default:
 		h.fail(w, r, &fail.Error{Code: fail.Malformed, Detail: "the body is not a metric or a batch of metrics", Err: err})
 	}
+}
+
+// typeLimit answers 422 type-limit-reached for a request refused by
+// MAX_TYPES, naming the type (and, in a batch, its first item) and the cap.
+func (h *Handler) typeLimit(w http.ResponseWriter, r *http.Request, ms []metric.Metric, batch bool, tl *store.TypeLimit) {
+	field := "type"
+	if batch {
+		for i, m := range ms {
+			if m.Type == tl.Type {
+				field = "[" + strconv.Itoa(i) + "].type"
+				break
+			}
+		}
+	}
+	h.fail(w, r, &fail.Error{Code: fail.TypeLimitReached,
+		Fields: []metric.FieldError{{Field: field, Message: fmt.Sprintf("would be a new metric type past MAX_TYPES=%d", tl.Max)}},
+		Detail: fmt.Sprintf("metric type %q would be one past the limit of %d types (MAX_TYPES); nothing was stored", tl.Type, tl.Max)})
 }

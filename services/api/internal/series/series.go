@@ -176,7 +176,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, q window.Query, 
 	}
 	res.Serve(hdr, h.opts.Metrics)
 	if res.Status == cache.Stale {
-		h.opts.Logger.WarnContext(r.Context(), "serving stale buckets", "type", q.Type, "expired_ago", -res.TTL, "err", res.Err)
+		h.opts.Logger.WarnContext(r.Context(), "serving stale buckets", "request_id", hdr.Get("X-Request-Id"), "type", q.Type, "expired_ago", -res.TTL, "err", res.Err)
 	}
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

@@ -141,7 +141,7 @@ func New(d Deps) (*API, error) {
 		return nil, err
 	}
 	sys, err := system.New(system.NewStoreGroups(st, d.Config.ConsumerGroup), st, ext.State,
-		system.Options{Group: d.Config.ConsumerGroup, Durability: checker.Durability})
+		system.Options{Group: d.Config.ConsumerGroup, Durability: checker.Durability, Logger: log})
 	if err != nil {
 		return nil, err
 	}

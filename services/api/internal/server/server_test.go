@@ -58,7 +58,7 @@ func buildAPI(t *testing.T, d server.Deps, hooks ...redis.Hook) *server.API {
 	for _, h := range hooks {
 		rdb.AddHook(h)
 	}
-	if d.Store, err = store.New(rdb, d.Config.StreamKey, d.Config.Partitions); err != nil {
+	if d.Store, err = store.New(rdb, d.Config.StreamKey, d.Config.Partitions, store.WithMaxTypes(d.Config.Ingest.MaxTypes)); err != nil {
 		t.Fatal(err)
 	}
 	if d.Log == nil {
@@ -336,7 +336,7 @@ func TestRedisDownIs503AndRecovers(t *testing.T) {
 		t.Fatalf("503 took %s; a client must not hang", took)
 	}
 	h := do(t, mustReq(t, "GET", e.api.URL+"/health"))
-	if h.status != 503 || !strings.HasPrefix(h.body["checks"].(map[string]any)["redis"].(string), "failing") {
+	if h.status != 503 || h.body["checks"].(map[string]any)["redis"] != "unreachable" {
 		t.Fatalf("/health with Redis down: %d %v", h.status, h.body)
 	}
 	if l := do(t, mustReq(t, "GET", e.api.URL+"/livez")); l.status != 200 {

@@ -177,7 +177,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	res.Serve(hdr, h.m)
 	if res.Status == cache.Stale {
-		h.log.WarnContext(r.Context(), "serving stale summary", "type", typ, "expired_ago", -res.TTL, "err", res.Err)
+		h.log.WarnContext(r.Context(), "serving stale summary", "request_id", hdr.Get("X-Request-Id"), "type", typ, "expired_ago", -res.TTL, "err", res.Err)
 	}
 	hdr.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

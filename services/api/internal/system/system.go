@@ -15,8 +15,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/resilientanalytics/ra/pkg/redisclient"
 )
 
 // Timeout bounds the Redis reads of one request, as /health bounds its PING.
@@ -63,7 +66,8 @@ type Pinger interface {
 
 // Report is the 200 body.
 type Report struct {
-	// Redis is "ok" or "failing: <reason>" (the /health check).
+	// Redis is "ok" or "failing: <what, in plain words>" (the /health
+	// check, e.g. "failing: unreachable").
 	Redis string `json:"redis"`
 	// Durability is what a write acknowledged by Redis survives (always,
 	// everysec, no, off) or "unknown" when the api does not know it.
@@ -79,7 +83,8 @@ type Report struct {
 	Pending int64 `json:"pending"`
 	// Groups are the partitions' groups; nil when they could not be read.
 	Groups []Group `json:"groups"`
-	// GroupsError says why the groups could not be read (omitted when they were).
+	// GroupsError says in plain words why the groups could not be read
+	// (omitted when they were).
 	GroupsError string `json:"groups_error,omitempty"`
 }
 
@@ -89,6 +94,8 @@ type Options struct {
 	Group string
 	// Durability reports the Redis durability; nil reports "unknown".
 	Durability func() string
+	// Logger gets the causes of failed reads (nil: not logged).
+	Logger *slog.Logger
 }
 
 // Handler serves GET /api/system.
@@ -122,12 +129,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rep.Durability = d
 		}
 	}
+	// Plain words only: the errors can carry addresses; they go to the log.
 	if err := h.ping.Ping(ctx); err != nil {
-		rep.Redis = "failing: " + err.Error()
+		rep.Redis = "failing: " + redisclient.Describe(err)
+		h.logFailure(w, r, "redis", err)
 	}
 	groups, err := h.groups.Groups(ctx)
 	if err != nil {
-		rep.GroupsError = err.Error()
+		rep.GroupsError = "consumer groups unreadable: " + redisclient.Describe(err)
+		h.logFailure(w, r, "groups", err)
 	} else {
 		rep.Groups = groups
 		rep.Lag, rep.Pending = totals(groups)
@@ -136,6 +146,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(rep)
+}
+
+func (h *Handler) logFailure(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if h.opts.Logger == nil {
+		return
+	}
+	h.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "system report: read failed",
+		slog.String("request_id", w.Header().Get("X-Request-Id")), slog.String("check", what), slog.String("err", err.Error()))
 }
 
 // totals sums the partitions. A missing group has lag nil, so the total is

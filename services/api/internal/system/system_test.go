@@ -63,8 +63,8 @@ func TestHandler(t *testing.T) {
 			groups:     fakeGroups{err: errors.New("xinfo groups: connection refused")},
 			ping:       down,
 			durability: func() string { return "everysec" },
-			want: `{"redis":"failing: dial tcp: connection refused","durability":"everysec","circuit_state":"CLOSED","group":"aggregators",` +
-				`"lag":null,"pending":0,"groups":null,"groups_error":"xinfo groups: connection refused"}`,
+			want: `{"redis":"failing: unreachable","durability":"everysec","circuit_state":"CLOSED","group":"aggregators",` +
+				`"lag":null,"pending":0,"groups":null,"groups_error":"consumer groups unreadable: unreachable"}`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
