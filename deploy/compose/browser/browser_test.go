@@ -120,7 +120,7 @@ func TestDashboard(t *testing.T) {
 	began := time.Now()
 	bins := stacktest.Build(t)
 	t.Logf("built the binaries in %s", time.Since(began).Round(time.Second))
-	rds := redistest.Start(t)
+	rds := redistest.StartWith(t, redistest.Options{AOF: true}) // appendfsync always, as every Redis we run
 	rds.RequireReal(t)
 	apiPort, aggPort := stacktest.FreePort(t), stacktest.FreePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(apiPort)
