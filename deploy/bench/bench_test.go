@@ -46,13 +46,15 @@ func TestWriteReportReplacesOnlyTheGeneratedBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &report{started: time.Now(), baseline: []result{{Conns: 64, RPS: 1000}}, ingest: []result{{Conns: 64, RPS: 700, P99: 5 * time.Millisecond}},
-		summary: result{Conns: 64, RPS: 900}, batch: result{Conns: 16, RPS: 10, Items: 100}}
+		ingestOff: []result{{Conns: 64, RPS: 500, P99: 9 * time.Millisecond, CPU: map[string]float64{"server": 40}}},
+		summary:   result{Conns: 64, RPS: 900}, batch: result{Conns: 16, RPS: 10, Items: 100}}
 	if err := writeReport(options{docs: dir}, r); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(path)
 	text := string(raw)
-	for _, want := range []string{"hand-written intro", "## Aggregator\nkept", "| HTTP limit at 64 | 0.70 |"} {
+	for _, want := range []string{"hand-written intro", "## Aggregator\nkept", "| HTTP limit at 64 | 0.70 |",
+		"| 64 | 700 req/s | 5.00 ms | 0.0 | 500 req/s | 9.00 ms | 40.0 | 1.40 |"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}

@@ -48,6 +48,8 @@ type options struct {
 func main() {
 	var o options
 	var conns, serve, serveWait string
+	var abBins, abEnvA, abEnvB string
+	var ab abOptions
 	flag.StringVar(&o.bin, "bin", "bin", "directory with api, aggregator")
 	flag.StringVar(&o.docs, "docs", "docs", "where benchmarks.md and benchmarks.svg go")
 	flag.StringVar(&o.aggDir, "aggregator-module", "services/aggregator", "aggregator module (for the replay benchmark)")
@@ -58,6 +60,11 @@ func main() {
 	flag.BoolVar(&o.durabilityOnly, "durability-only", false, "run only the durability step (always beside everysec), write no report")
 	flag.StringVar(&serve, "serve-baseline", "", "internal: serve the baseline handler on this address")
 	flag.StringVar(&serveWait, "serve-baseline-wait", "", "internal: with -serve-baseline, wait for a shared PING to this Redis address")
+	flag.StringVar(&abBins, "ab", "", "A/B mode: two bin dirs `A,B` whose api is loaded on single-metric ingest in alternating turns (no report)")
+	flag.StringVar(&abEnvA, "ab-env-a", "", "with -ab: extra environment of api A, `K=V,...`")
+	flag.StringVar(&abEnvB, "ab-env-b", "", "with -ab: extra environment of api B, `K=V,...`")
+	flag.IntVar(&ab.conns, "ab-conns", 64, "with -ab: connections")
+	flag.IntVar(&ab.rounds, "ab-rounds", 10, "with -ab: alternating turns per side (each gets -duration/turns per turn)")
 	flag.Parse()
 	if serve != "" {
 		if err := serveBaseline(serve, serveWait); err != nil {
@@ -76,6 +83,21 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if abBins != "" {
+		a, b, ok := strings.Cut(abBins, ",")
+		envA, errA := parseEnv(abEnvA)
+		envB, errB := parseEnv(abEnvB)
+		if !ok || a == "" || b == "" || errA != nil || errB != nil || ab.conns < 1 || ab.rounds < 1 {
+			fmt.Fprintln(os.Stderr, "bench: -ab wants two bin dirs A,B; -ab-env-a/-ab-env-b K=V,...; positive -ab-conns and -ab-rounds", errA, errB)
+			os.Exit(2)
+		}
+		ab.binA, ab.binB, ab.envA, ab.envB = a, b, envA, envB
+		if err := runAB(ctx, o, ab); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -86,8 +108,10 @@ type report struct {
 	started  time.Time
 	baseline []result
 	ingest   []result
-	batch    result
-	summary  result
+	// ingestOff is ingest with INGEST_COALESCE=false, in the same turns.
+	ingestOff []result
+	batch     result
+	summary   result
 	// wait is the bare handler that also waits for a shared Redis PING, at
 	// 64 connections (see baselineHandler).
 	wait result
@@ -143,7 +167,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.quick {
 		// Ingest and reads only, no report: for trying a change quickly.
-		for _, r := range append(append(rep.baseline, rep.ingest...), rep.wait, rep.batch, rep.summaryBase, rep.summary) {
+		for _, r := range append(append(append(rep.baseline, rep.ingest...), rep.ingestOff...), rep.wait, rep.batch, rep.summaryBase, rep.summary) {
 			fmt.Printf("bench: %-8s c=%-3d %8.0f req/s  %8.0f items/s  p50 %s  p99 %s  non-2xx %d  CPU µs/req %s\n",
 				r.Name, r.Conns, r.RPS, r.ItemsPerSec(), ms(r.P50), ms(r.P99), r.Errors, r.cpuString())
 		}
@@ -222,22 +246,11 @@ func startBaseline(ctx context.Context, o options, redisAddr string) (*proc, fun
 const sliceRounds = 4
 
 func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *redis.Client) error {
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	_, port, _ := strings.Cut(addr, ":")
-	api, err := startProc("api", filepath.Join(o.bin, "api"), map[string]string{
-		"REDIS_URL": redisURL, "PORT": port, "RATE_LIMIT_MAX": "1000000000", "RATE_LIMIT_WINDOW": "3600",
-		"TRUSTED_PROXIES": "127.0.0.1/32", "CACHE_TTL": "60s",
-	})
+	api, addr, err := startAPI(ctx, "api", o.bin, redisURL, nil)
 	if err != nil {
 		return err
 	}
 	defer api.stop()
-	if err := waitHTTP(ctx, "http://"+addr+"/health"); err != nil {
-		return err
-	}
 	base, baseSpec, err := startBaseline(ctx, o, "")
 	if err != nil {
 		return err
@@ -250,14 +263,20 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 	defer wait.stop()
 	redisPid := redisPID(ctx, rdb)
 	watch := map[string]int{"server": api.pid(), "redis": redisPid}
+	off, offSpec, err := startCoalesceOff(ctx, o, redisURL, redisPid)
+	if err != nil {
+		return err
+	}
+	defer off.stop()
 	fmt.Printf("bench: 1+2/6 HTTP limit (bare net/http handler decoding the same JSON) and single-metric ingest\n"+
-		"       (limiter on, durable XADD), in %d interleaved turns each\n", sliceRounds)
+		"       (limiter on, durable XADD; coalescing on and off), in %d interleaved turns each\n", sliceRounds)
 	for _, c := range o.conns {
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			return err
 		}
 		specs := []loadSpec{baseSpec(c), {name: "ingest", addr: addr, conns: c,
-			warmup: time.Second, duration: o.duration, items: 1, reqs: ingestRequests(addr, singleBody), watch: watch}}
+			warmup: time.Second, duration: o.duration, items: 1, reqs: ingestRequests(addr, singleBody), watch: watch},
+			offSpec(c)}
 		if c == 64 {
 			// The reference that only waits on Redis, in the same turns.
 			w := waitSpec(c)
@@ -270,8 +289,9 @@ func stepAPI(ctx context.Context, o options, rep *report, redisURL string, rdb *
 		}
 		rep.baseline = append(rep.baseline, rs[0])
 		rep.ingest = append(rep.ingest, rs[1])
+		rep.ingestOff = append(rep.ingestOff, rs[2])
 		if c == 64 {
-			rep.wait = rs[2]
+			rep.wait = rs[3]
 		}
 	}
 	rep.apiRSS = api.peakRSS()

@@ -85,6 +85,7 @@ func (r *report) markdown() string {
 	w("Drain: %d entries pre-filled in 8 types per run, timed from the aggregators' start until every summary count adds up;\n", r.drain[1].entries)
 	w("the runs go replay, 1 replica, 2 replicas, 1 replica, replay, and the ratio uses the sums of the one-replica runs.\n\n")
 	r.cpuTable(w)
+	r.coalesceTable(w)
 	if c := r.cluster; c != nil {
 		single := result{}
 		for _, x := range r.ingest {

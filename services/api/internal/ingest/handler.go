@@ -19,6 +19,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -206,37 +207,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if res.Idempotency != store.IdemReplayed {
 		h.rec.Ingested(key, len(ms))
 	}
-	// The body is built by hand: ids are "<ms>-<seq>" and types are
-	// validated to [A-Za-z0-9_.:-], so neither needs JSON escaping, and
-	// encoding/json costs more than the rest of the response.
 	hdr := w.Header()
 	hdr["Content-Type"] = jsonContentType
 	hdr["Location"] = []string{"/api/metrics/summary?type=" + ms[0].Type}
 	w.WriteHeader(http.StatusCreated)
-	out := h.bodies.Get().(*bytes.Buffer)
-	defer h.putBody(out)
-	b := out.AvailableBuffer()
 	if batch {
-		b = append(b, `{"accepted":`...)
-		b = strconv.AppendInt(b, int64(len(res.IDs)), 10)
-		b = append(b, `,"ids":[`...)
-		for i, id := range res.IDs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, '"')
-			b = append(b, id...)
-			b = append(b, '"')
-		}
-		b = append(b, "]}\n"...)
-	} else {
-		b = append(b, `{"id":"`...)
-		b = append(b, res.IDs[0]...)
-		b = append(b, `","type":"`...)
-		b = append(b, ms[0].Type...)
-		b = append(b, "\"}\n"...)
+		_ = json.NewEncoder(w).Encode(batchCreated{Accepted: len(res.IDs), IDs: res.IDs})
+		return
 	}
-	_, _ = w.Write(b)
+	_ = json.NewEncoder(w).Encode(created{ID: res.IDs[0], Type: ms[0].Type})
+}
+
+// created is the 201 body for one metric.
+type created struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+}
+
+// batchCreated is the 201 body for a batch.
+type batchCreated struct {
+	Accepted int      `json:"accepted"`
+	IDs      []string `json:"ids"`
 }
 
 // jsonContentType and replayedTrue are shared by every 201: net/http only

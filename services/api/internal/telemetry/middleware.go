@@ -3,12 +3,9 @@ package telemetry
 import (
 	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilientanalytics/ra/services/api/internal/middleware"
 )
@@ -21,20 +18,15 @@ const RouteOther = "other"
 // context exists); the pattern is read after the handler ran, when chi has
 // matched it. Requests no route matched are labelled RouteOther. Put a
 // panic recoverer after (inside) it so a recovered panic is counted as the
-// 500 it becomes.
-//
-// It is built for the ingest hot path: the status-capturing writer is
-// pooled and the (route, code) series are resolved once and then found
-// with a read lock and an array index, so a request allocates nothing here
-// (chi's RoutePattern allocates only for patterns built from sub-routers).
-// The writer must not be used after the handler returns, as net/http
-// already requires.
+// 500 it becomes. The status comes from middleware's Recorder rather than
+// promhttp's delegator, which would count a 1xx informational header as the
+// final status.
 func (m *Metrics) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rw := middleware.NewRecorder(w)
 		next.ServeHTTP(rw, r)
-		status := rw.Status()
+		code := strconv.Itoa(rw.Status())
 		rw.Release()
 
 		route := ""
@@ -44,61 +36,7 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 		if route == "" {
 			route = RouteOther
 		}
-		s := m.routes.series(route, status)
-		s.count.Inc()
-		s.latency.Observe(time.Since(start).Seconds())
+		m.requests.WithLabelValues(route, code).Inc()
+		m.duration.WithLabelValues(route, code).Observe(time.Since(start).Seconds())
 	})
-}
-
-// series is the pre-resolved pair of collectors for one (route, code).
-type series struct {
-	count   prometheus.Counter
-	latency prometheus.Observer
-}
-
-// routeSeries holds the series of one route, indexed by status code.
-type routeSeries struct {
-	codes [600]atomic.Pointer[series]
-}
-
-// routeTable resolves (route, code) to its series, creating it on first use.
-type routeTable struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-
-	mu     sync.RWMutex
-	routes map[string]*routeSeries
-}
-
-func (t *routeTable) init(requests *prometheus.CounterVec, duration *prometheus.HistogramVec) {
-	t.requests, t.duration = requests, duration
-	t.routes = make(map[string]*routeSeries)
-}
-
-func (t *routeTable) series(route string, code int) *series {
-	if code < 100 || code >= len(routeSeries{}.codes) {
-		// net/http allows codes up to 999; rare, so resolve them each time.
-		c := strconv.Itoa(code)
-		return &series{count: t.requests.WithLabelValues(route, c), latency: t.duration.WithLabelValues(route, c)}
-	}
-	t.mu.RLock()
-	rs := t.routes[route]
-	t.mu.RUnlock()
-	if rs == nil {
-		t.mu.Lock()
-		if rs = t.routes[route]; rs == nil {
-			rs = new(routeSeries)
-			t.routes[route] = rs
-		}
-		t.mu.Unlock()
-	}
-	if s := rs.codes[code].Load(); s != nil {
-		return s
-	}
-	c := strconv.Itoa(code)
-	s := &series{count: t.requests.WithLabelValues(route, c), latency: t.duration.WithLabelValues(route, c)}
-	if !rs.codes[code].CompareAndSwap(nil, s) {
-		s = rs.codes[code].Load()
-	}
-	return s
 }

@@ -57,7 +57,6 @@ type Metrics struct {
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	routes   routeTable
 
 	rateLimited      *prometheus.CounterVec
 	cacheHit         prometheus.Counter
@@ -130,7 +129,6 @@ func New() *Metrics {
 	m.cacheHit = cache.WithLabelValues("hit")
 	m.cacheMiss = cache.WithLabelValues("miss")
 	m.cacheStale = cache.WithLabelValues("stale")
-	m.routes.init(m.requests, m.duration)
 	cacheGauge := func(name, help string, read func(CacheBudget) int64) prometheus.GaugeFunc {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, func() float64 {
 			if b := m.cacheBudget.Load(); b != nil {
