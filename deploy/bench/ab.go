@@ -6,10 +6,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-
-	"github.com/resilientanalytics/ra/pkg/redisproc"
 )
 
 // abOptions is the -ab mode: two api builds (or one build with two
@@ -75,18 +71,11 @@ func (r abResult) String() string {
 // machine's drift moves both alike), and prints both results and the B/A
 // ratios of throughput and of the api's CPU per request.
 func runAB(ctx context.Context, o options, ab abOptions) error {
-	dir, err := os.MkdirTemp("", "ra-bench-ab-")
+	srv, rdb, stop, err := startRedis(ctx, "ra-bench-ab-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := redisproc.Start(ctx, redisproc.Options{Dir: dir, AOF: true})
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer srv.Stop()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 30 * time.Second})
-	defer rdb.Close()
+	defer stop()
 	redisPid := redisPID(ctx, rdb)
 	specs := make([]loadSpec, 2)
 	for i, side := range []struct {

@@ -147,18 +147,11 @@ func run(ctx context.Context, o options) error {
 	if o.durabilityOnly {
 		return stepDurability(ctx, o, rep)
 	}
-	dir, err := os.MkdirTemp("", "ra-bench-")
+	srv, rdb, stop, err := startRedis(ctx, "ra-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := redisproc.Start(ctx, redisproc.Options{Dir: dir, AOF: true})
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer srv.Stop()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 30 * time.Second})
-	defer rdb.Close()
+	defer stop()
 	rep.redisVer = redisVersion(ctx, rdb)
 	fmt.Printf("bench: redis-server %s on %s (AOF, appendfsync always)\n", rep.redisVer, srv.Addr())
 
@@ -185,6 +178,22 @@ func run(ctx context.Context, o options) error {
 	}
 	rep.totalTime = time.Since(rep.started)
 	return writeReport(o, rep)
+}
+
+// startRedis starts the run's own redis-server (AOF, appendfsync always) in
+// a temporary directory and a client to it; stop removes both.
+func startRedis(ctx context.Context, prefix string) (*redisproc.Server, *redis.Client, func(), error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	srv, err := redisproc.Start(ctx, redisproc.Options{Dir: dir, AOF: true})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, fmt.Errorf("redis: %w", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 30 * time.Second})
+	return srv, rdb, func() { rdb.Close(); srv.Stop(); os.RemoveAll(dir) }, nil
 }
 
 func freeAddr() (string, error) {

@@ -22,6 +22,22 @@ func metrics(n int, typ string) []metric.Metric {
 	return out
 }
 
+// serviceStore is the store over the client the api uses (no retries, 1s
+// timeouts) for url; the client closes when the test ends.
+func serviceStore(tb testing.TB, url string) *store.Store {
+	tb.Helper()
+	rdb, err := redisclient.New(redisclient.Config{URL: url, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = rdb.Close() })
+	st, err := store.New(rdb, "", 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st
+}
+
 // fakeBatch is a BatchAppender that records each AppendMany and can hold
 // it until released, so a test sees requests queue behind a call in
 // flight.
@@ -55,15 +71,7 @@ func (f *fakeBatch) AppendMany(_ context.Context, calls []*store.AppendCall) {
 func newFake(t *testing.T) *fakeBatch {
 	t.Helper()
 	srv := redistest.Start(t) // the client is never used: the fake never sends
-	rdb, err := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	st, err := store.New(rdb, "", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := serviceStore(t, srv.URL())
 	return &fakeBatch{st: st}
 }
 
@@ -194,15 +202,7 @@ func TestCoalescerAppendAfterCloseFails(t *testing.T) {
 // shared.
 func TestCoalescedAppendsKeepQuotaAndOwnIDs(t *testing.T) {
 	srv := redistest.Start(t)
-	rdb, err := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdb.Close()
-	st, err := store.New(rdb, "", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := serviceStore(t, srv.URL())
 	c := ingest.NewCoalescer(st, ingest.CoalescerOptions{})
 	defer c.Close()
 	const clients, perClient = 4, 25

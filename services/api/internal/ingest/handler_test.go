@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
-	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
@@ -100,12 +99,7 @@ func TestLimiterDecisionBecomesHeadersAndProblem(t *testing.T) {
 // with the coalescer and with one script call per request.
 func BenchmarkIngest(b *testing.B) {
 	srv := redistest.Start(b)
-	rdb, _ := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-	defer rdb.Close()
-	st, err := store.New(rdb, "", 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := serviceStore(b, srv.URL())
 	policy := ratelimit.Policy{Max: 1 << 30, Window: time.Minute}
 	body := `{"timestamp":"2026-02-15T10:00:00Z","value":75.5,"type":"cpu_usage"}`
 	for _, coalesce := range []bool{true, false} {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/resilientanalytics/ra/pkg/redisclient"
 	"github.com/resilientanalytics/ra/pkg/redistest"
 	"github.com/resilientanalytics/ra/pkg/store"
 	"github.com/resilientanalytics/ra/services/api/internal/ingest"
@@ -33,15 +32,7 @@ type idemRig struct {
 func newIdemRig(t *testing.T, opts redistest.Options, policy ratelimit.Policy, ttl time.Duration) *idemRig {
 	t.Helper()
 	srv := redistest.StartWith(t, opts)
-	rdb, err := redisclient.New(redisclient.Config{URL: srv.URL(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	st, err := store.New(rdb, "", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := serviceStore(t, srv.URL())
 	c := ingest.NewCoalescer(st, ingest.CoalescerOptions{})
 	t.Cleanup(c.Close)
 	h := mustHandler(t, c, policy, ingest.Limits{MaxBodyBytes: 1 << 20, MaxBatch: 1000, IdempotencyTTL: ttl}, &counter{}, slog.New(slog.DiscardHandler))
