@@ -56,7 +56,9 @@ func main() {
 	err = run(ctx, cfg, log, logs)
 	_ = logs.Close()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "api:", err)
+		// The buffered log is closed: this last line goes to stderr
+		// directly, as JSON like every other.
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("api stopped with an error", "err", err)
 		os.Exit(1)
 	}
 }

@@ -42,8 +42,8 @@ import (
 	"time"
 
 	"github.com/resilientanalytics/ra/pkg/metric"
-	"github.com/resilientanalytics/ra/pkg/problem"
 	"github.com/resilientanalytics/ra/services/api/internal/cache"
+	"github.com/resilientanalytics/ra/services/api/internal/fail"
 	"github.com/resilientanalytics/ra/services/api/internal/window"
 )
 
@@ -56,7 +56,7 @@ const (
 )
 
 // RetryAfter is the Retry-After (seconds) of a 503 past the cap.
-const RetryAfter = "5"
+const RetryAfter = 5
 
 // writeTimeout bounds writing one event to a client.
 const writeTimeout = 10 * time.Second
@@ -329,7 +329,7 @@ func (h *Hub) load(feedCtx context.Context, s spec) []byte {
 	q, errs := window.ParseSeries(map[string][]string{"type": {s.typ}, "window": {s.span.String()},
 		"step": {s.step.String()}}, h.opts.Now(), window.Limits{Retention: h.opts.Retention})
 	if len(errs) > 0 { // cannot happen: the same values passed in ServeHTTP
-		return event("problem", problem.New(http.StatusInternalServerError, "internal", "Internal error", "the window could not be computed"))
+		return event("problem", fail.Errorf(fail.Internal, "the window could not be computed").Problem())
 	}
 	series, err := h.src.Series(ctx, q)
 	if err == nil {
@@ -344,16 +344,20 @@ func (h *Hub) load(feedCtx context.Context, s spec) []byte {
 	}
 	switch {
 	case errors.Is(err, cache.ErrNotFound):
-		return event("problem", problem.New(http.StatusNotFound, "not-found", "Metric type not found",
-			"no metric of type "+strconv.Quote(s.typ)+" has been aggregated yet"))
+		return event("problem", fail.Errorf(fail.NotFound, "no metric of type %s has been aggregated yet", strconv.Quote(s.typ)).Problem())
 	case feedCtx.Err() != nil:
 		return nil // the feed stopped: nobody reads it
-	default:
-		h.opts.Logger.WarnContext(ctx, "live read failed", "type", s.typ, "err", err)
-		p := problem.New(http.StatusServiceUnavailable, "service-unavailable", "Service unavailable",
-			"the metrics store is unavailable; the stream retries every "+h.opts.Interval.String())
-		return event("problem", p)
 	}
+	// Through the api's one mapping: a corrupt type is summary-corrupt
+	// (retrying cannot help); any other failure service-unavailable, and
+	// the stream retries.
+	fe := fail.Classify(nil, err)
+	if fe.Code != fail.Corrupt {
+		fe = &fail.Error{Code: fail.Unavailable, Err: err,
+			Detail: "the metrics store is unavailable; the stream retries every " + h.opts.Interval.String()}
+	}
+	h.opts.Logger.WarnContext(ctx, "live read failed", "type", s.typ, "err", err)
+	return event("problem", fe.Problem())
 }
 
 func event(name string, v any) []byte {
@@ -369,13 +373,9 @@ func event(name string, v any) []byte {
 }
 
 func badRequest(w http.ResponseWriter, r *http.Request, errs []metric.FieldError) {
-	p := problem.New(http.StatusBadRequest, "validation-error", "Invalid request",
-		"query parameter "+errs[0].Field+" "+errs[0].Message)
-	p.Errors = errs
-	problem.Write(w, r, p)
+	fail.Write(w, r, nil, &fail.Error{Code: fail.Invalid, Detail: "query parameter " + errs[0].Field + " " + errs[0].Message, Fields: errs})
 }
 
 func unavailable(w http.ResponseWriter, r *http.Request, kind, title, detail string) {
-	w.Header().Set("Retry-After", RetryAfter)
-	problem.Write(w, r, problem.New(http.StatusServiceUnavailable, kind, title, detail))
+	fail.Write(w, r, nil, &fail.Error{Code: fail.Unavailable, Kind: kind, Title: title, Detail: detail, RetryAfter: RetryAfter})
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"github.com/resilientanalytics/ra/pkg/store"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -279,6 +281,7 @@ func TestReadFailuresBecomeProblemEvents(t *testing.T) {
 	}{
 		{"never aggregated", cache.ErrNotFound, 404},
 		{"store down", errors.New("connection refused"), 503},
+		{"corrupt hash", fmt.Errorf("decode summary: %w", store.ErrCorrupt), 500},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, srv := newHub(t, &fakeSource{err: tc.err}, Options{Heartbeat: time.Hour})
@@ -287,6 +290,9 @@ func TestReadFailuresBecomeProblemEvents(t *testing.T) {
 			_ = json.Unmarshal(data["status"], &status)
 			if name != "problem" || status != tc.status {
 				t.Errorf("event %s %v, want a problem with status %v", name, data, tc.status)
+			}
+			if tc.status == 500 && !strings.Contains(string(data["type"]), "summary-corrupt") {
+				t.Errorf("corrupt type: problem %s, want summary-corrupt", data["type"])
 			}
 		})
 	}
