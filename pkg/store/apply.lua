@@ -184,19 +184,15 @@ for i = 1, n do
     reject(i, 'non_finite', 'the sum of minute ' .. m .. ' of ' .. KEYS[bk] .. ' would overflow: value ' .. ARGV[base + (i - 1) * 5 + 4])
   elseif redis.call('XACK', KEYS[1], group, ids[i]) == 1 then
     applied = applied + 1
+    -- The batch's fold of this summary starts from a copy of the stored
+    -- one (or from this entry), then folds every entry into it.
+    local s = cur[k]
+    if not a and s then
+      a = { s[1], s[2], s[3], s[4], s[5], s[6] }
+      acc[k] = a
+    end
     if not a then
-      local s = cur[k]
-      if s then
-        a = { s[1], s[2], s[3], s[4], s[5], s[6] }
-        a[1] = a[1] + 1
-        a[2] = a[2] + v
-        if v < a[3] then a[3] = v end
-        if v > a[4] then a[4] = v end
-        if ts < a[5] then a[5] = ts end
-        if ts > a[6] then a[6] = ts end
-      else
-        a = { 1, v, v, v, ts, ts }
-      end
+      a = { 1, v, v, v, ts, ts }
       acc[k] = a
     else
       a[1] = a[1] + 1
